@@ -1,0 +1,132 @@
+//! Types shared by the kernel-side eBPF programs (`monitor-ebpf`) and the
+//! userspace monitor.
+//!
+//! Everything here is `#[repr(C)]` plain old data with no padding, so the
+//! bytes the kernel writes into a map or the ring buffer are exactly the bytes
+//! userspace reads back. With the `user` feature the types also implement
+//! bytemuck's `Pod`, which makes the cast from ring-buffer bytes safe (bytemuck
+//! refuses to derive `Pod` for a type with padding, so the layout is checked at
+//! compile time).
+#![cfg_attr(not(test), no_std)]
+
+/// What woke the monitor: the value of [`MemEvent::kind`].
+pub mod kind {
+    /// The target took another `sample_period` page faults.
+    pub const PAGE_FAULTS: u32 = 1;
+    /// The target returned from `mmap` (fexit), or got an address for a new
+    /// mapping (`vm_unmapped_area` fallback).
+    pub const MMAP: u32 = 2;
+    /// The target returned from `munmap`.
+    pub const MUNMAP: u32 = 3;
+    /// The target returned from `brk`.
+    pub const BRK: u32 = 4;
+    /// One past the largest kind; sizes the per-kind throttle map.
+    pub const COUNT: u32 = 5;
+}
+
+/// One wake-up sent from the kernel to userspace through the ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct MemEvent {
+    /// One of the [`kind`] constants.
+    pub kind: u32,
+    /// Thread-group id of the process that triggered the event, as the
+    /// monitor's PID namespace sees it (0 if the process is not visible there).
+    pub tgid: u32,
+    /// `bpf_ktime_get_ns()` when the event fired (CLOCK_MONOTONIC, ns).
+    pub ts_ns: u64,
+    /// Kind-specific value: the sample period for [`kind::PAGE_FAULTS`], the
+    /// syscall's return value (as u64; negative errnos wrap) for the syscalls.
+    pub value: u64,
+}
+
+/// Which process the syscall hooks report, set by userspace in the
+/// [`TARGET_MAP`] array (index 0) and changed whenever the target changes.
+///
+/// The kernel filters with `bpf_get_ns_current_pid_tgid(pidns_dev, pidns_ino)`,
+/// which translates the current task's tgid into the monitor's PID namespace,
+/// so `tgid` is the PID exactly as the monitor sees it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct TargetFilter {
+    /// Device of the monitor's `/proc/self/ns/pid` in the kernel's internal
+    /// encoding (`major << 20 | minor`), which is what the helper compares.
+    pub pidns_dev: u64,
+    /// Inode number of the monitor's `/proc/self/ns/pid`.
+    pub pidns_ino: u64,
+    /// Target tgid in the monitor's namespace; 0 means "no target".
+    pub tgid: u32,
+    /// Reserved, keeps the struct free of padding.
+    pub _pad: u32,
+}
+
+/// Tunables set by userspace in the [`CONFIG_MAP`] array (index 0).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct Config {
+    /// Minimum gap between two events of the same kind on one CPU, in ns.
+    /// Bounds the wake-up rate when the target's allocator is chatty.
+    pub min_gap_ns: u64,
+}
+
+// SAFETY: plain-old-data, repr(C), no padding (bytemuck's derive checks it).
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for TargetFilter {}
+// SAFETY: as above.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for Config {}
+// SAFETY: as above.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for MemEvent {}
+
+/// Indices into the per-CPU [`STATS_MAP`] counters.
+pub mod stat {
+    /// Events written to the ring buffer.
+    pub const SENT: u32 = 0;
+    /// Events dropped because the ring buffer was full.
+    pub const DROPPED_FULL: u32 = 1;
+    /// Events suppressed by the per-CPU throttle.
+    pub const THROTTLED: u32 = 2;
+    /// Number of counters.
+    pub const COUNT: u32 = 3;
+}
+
+/// Name of the ring buffer carrying [`MemEvent`]s.
+pub const EVENTS_MAP: &str = "EVENTS";
+/// Name of the one-entry array holding the [`TargetFilter`].
+pub const TARGET_MAP: &str = "TARGET";
+/// Name of the one-entry array holding the [`Config`].
+pub const CONFIG_MAP: &str = "CONFIG";
+/// Name of the per-CPU array of `u64` counters indexed by [`stat`].
+pub const STATS_MAP: &str = "STATS";
+/// Name of the perf_event program fired every N page faults of the target.
+pub const PAGE_FAULTS_PROGRAM: &str = "page_faults";
+/// Names of the fexit programs and the syscall each one watches, in the order
+/// (program, syscall name without arch prefix, event kind).
+pub const SYSCALL_PROGRAMS: [(&str, &str, u32); 3] = [
+    ("sys_mmap_exit", "mmap", kind::MMAP),
+    ("sys_munmap_exit", "munmap", kind::MUNMAP),
+    ("sys_brk_exit", "brk", kind::BRK),
+];
+/// The tp_btf fallback for mmap when the kernel refuses fexit:
+/// (program, tracepoint name without the `btf_trace_` prefix).
+pub const MMAP_FALLBACK_PROGRAM: (&str, &str) = ("mmap_area", "vm_unmapped_area");
+/// Size of the ring buffer in bytes (a power of two, a multiple of the page size).
+pub const EVENTS_BYTES: u32 = 64 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_have_no_padding() {
+        // The kernel and userspace must agree byte for byte.
+        assert_eq!(core::mem::size_of::<MemEvent>(), 24);
+        assert_eq!(core::mem::size_of::<TargetFilter>(), 24);
+        assert_eq!(core::mem::size_of::<Config>(), 8);
+        assert!(core::mem::align_of::<MemEvent>() <= 8);
+    }
+}

@@ -1,0 +1,410 @@
+//! demo-target: a real jemalloc-profiled Rust process that serves the same
+//! heap-dump socket protocol as the production services memory-monitor watches.
+//!
+//! It listens on `<socket-dir>/heap_dump_<name>.sock` (name defaults to the file
+//! name of its own executable, so a copy renamed to a long name serves the long
+//! name). One connection at a time, one command line per connection, the reply
+//! is followed by EOF:
+//!
+//! | command             | reply                                                        |
+//! |---------------------|--------------------------------------------------------------|
+//! | `dump`              | the gzipped pprof heap profile (jemalloc_pprof)              |
+//! | `stats`             | one JSON object of jemalloc counters                         |
+//! | `spike <MiB> <ms>`  | `ok`; a spike of MiB is allocated and touched now (in the    |
+//! |                     | background) and freed `ms` after it was fully touched        |
+//! | `leak <MiB>`        | `ok` once that much has been allocated, touched and leaked   |
+//! | `events`            | JSON list of `{kind, unix_ns}` (spike-start, spike-end,      |
+//! |                     | dump-request)                                                |
+//!
+//! Memory patterns (`--pattern`): `steady` keeps `--base-mib`; `spikes` adds a
+//! spike of `--spike-mib` for `--spike-ms` every `--spike-every-ms` (a fixed
+//! period, no jitter, so runs are repeatable); `leak` leaks
+//! `--leak-mib-per-sec`, in steps four times a second.
+//!
+//! Every allocation is touched page by page so it counts in RssAnon, and
+//! jemalloc is configured (`dirty_decay_ms:0,muzzy_decay_ms:0`) to hand freed
+//! pages back at once so a finished spike really leaves RssAnon. Profiling is
+//! switched on by the `malloc_conf` symbol below even without `MALLOC_CONF`.
+//! Before it serves, it takes one warm-up dump so the symbolizer's caches are
+//! already resident and the first real dump does not look like a spike.
+
+use std::ffi::c_char;
+use std::io::{ErrorKind, IsTerminal};
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{error, info, warn};
+
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// A C string pointer jemalloc can read; raw pointers are not `Sync`, and this
+/// one only ever points at a `'static` literal.
+#[repr(transparent)]
+pub struct MallocConf(*const c_char);
+
+// SAFETY: the pointer targets an immutable 'static C string literal.
+unsafe impl Sync for MallocConf {}
+
+/// jemalloc reads the `malloc_conf` symbol once at initialisation, before
+/// `main` (its own definition is weak, this strong one wins at link time).
+/// `MALLOC_CONF` from the environment is applied after it and so still
+/// overrides any of these options.
+#[allow(non_upper_case_globals)]
+#[unsafe(no_mangle)]
+pub static malloc_conf: MallocConf = MallocConf(
+    c"prof:true,prof_active:true,lg_prof_sample:19,dirty_decay_ms:0,muzzy_decay_ms:0".as_ptr(),
+);
+
+const MIB: usize = 1024 * 1024;
+/// Smallest page size on the platforms we run on; writing one byte per 4 KiB
+/// faults in every page even where pages are larger.
+const PAGE: usize = 4096;
+
+/// Memory behaviour of the process between commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Pattern {
+    /// Keep the base allocation and nothing else.
+    Steady,
+    /// Base allocation plus a periodic spike.
+    Spikes,
+    /// Base allocation plus a constant leak.
+    Leak,
+}
+
+/// Command-line options.
+#[derive(Debug, Parser)]
+#[command(about = "jemalloc-profiled demo process serving the heap-dump socket protocol")]
+struct Args {
+    /// Memory pattern to run.
+    #[arg(long, value_enum, default_value_t = Pattern::Steady)]
+    pattern: Pattern,
+    /// MiB allocated and touched at start and kept for the whole run.
+    #[arg(long, default_value_t = 32)]
+    base_mib: usize,
+    /// Size of each periodic spike (pattern spikes).
+    #[arg(long, default_value_t = 256)]
+    spike_mib: usize,
+    /// How long each periodic spike is held, in ms (pattern spikes).
+    #[arg(long, default_value_t = 300)]
+    spike_ms: u64,
+    /// Fixed period between spike starts, in ms (pattern spikes).
+    #[arg(long, default_value_t = 10_000)]
+    spike_every_ms: u64,
+    /// Leak rate (pattern leak).
+    #[arg(long, default_value_t = 1.0)]
+    leak_mib_per_sec: f64,
+    /// Directory of the socket.
+    #[arg(long, default_value = "/tmp")]
+    socket_dir: PathBuf,
+    /// Name in the socket file name; defaults to this executable's file name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Skip the start-up dump that loads the symbolizer's caches (tens of MiB
+    /// of debug info, kept for the process's life). Without the warm-up the
+    /// first `dump` makes RssAnon jump, which a monitor sees as a spike.
+    #[arg(long)]
+    no_warm_up: bool,
+}
+
+/// One recorded moment, for latency measurements by tests and benchmarks.
+#[derive(Debug, Clone, Serialize)]
+struct Event {
+    kind: &'static str,
+    unix_ns: u128,
+}
+
+static EVENTS: Mutex<Vec<Event>> = Mutex::new(Vec::new());
+/// Memory leaked on purpose (pattern leak and `leak` commands); never freed.
+static LEAKED: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+fn record(kind: &'static str) {
+    let unix_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    EVENTS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(Event { kind, unix_ns });
+}
+
+/// Allocates `mib` MiB and writes every page so the memory is resident.
+/// Never inlined: its name is what the heap profile should show.
+#[inline(never)]
+fn allocate_touched(mib: usize) -> Vec<u8> {
+    let bytes = mib * MIB;
+    // vec![0; n] may hand out untouched zero pages; the writes below fault
+    // each page in so it counts in RssAnon.
+    let mut block = vec![0u8; bytes];
+    for i in (0..bytes).step_by(PAGE) {
+        block[i] = 1;
+    }
+    std::hint::black_box(&mut block);
+    block
+}
+
+/// Allocates a spike, holds it for `hold`, frees it; records both edges.
+fn run_spike(mib: usize, hold: Duration) {
+    let block = allocate_touched(mib);
+    record("spike-start");
+    info!(
+        mib,
+        hold_ms = hold.as_millis() as u64,
+        "spike allocated and touched"
+    );
+    std::thread::sleep(hold);
+    drop(block);
+    record("spike-end");
+    info!(mib, "spike freed");
+}
+
+fn leak(mib: usize) {
+    let block = allocate_touched(mib);
+    let mut leaked = LEAKED.lock().unwrap_or_else(|p| p.into_inner());
+    leaked.push(block);
+    let total: usize = leaked.iter().map(Vec::len).sum();
+    info!(mib, total_mib = total / MIB, "leaked");
+}
+
+/// Reads jemalloc's counters after advancing the epoch (they are cached).
+fn stats_json() -> anyhow::Result<String> {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    epoch::advance().context("advancing the jemalloc epoch")?;
+    let value = serde_json::json!({
+        "allocated": stats::allocated::read().context("reading stats.allocated")?,
+        "active": stats::active::read().context("reading stats.active")?,
+        "resident": stats::resident::read().context("reading stats.resident")?,
+        "mapped": stats::mapped::read().context("reading stats.mapped")?,
+        "retained": stats::retained::read().context("reading stats.retained")?,
+    });
+    Ok(value.to_string())
+}
+
+async fn dump_pprof() -> anyhow::Result<Vec<u8>> {
+    let Some(ctl) = jemalloc_pprof::PROF_CTL.as_ref() else {
+        bail!("jemalloc profiling is not enabled (opt.prof is false)");
+    };
+    let ctl = ctl.clone();
+    // Dumping writes a file and symbolizes: blocking work, off the runtime.
+    tokio::task::spawn_blocking(move || ctl.blocking_lock().dump_pprof())
+        .await
+        .context("dump task panicked")?
+}
+
+/// Parses and runs one command line; returns the reply bytes.
+async fn handle(line: &str) -> Vec<u8> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let reply = match words.as_slice() {
+        ["dump"] => {
+            record("dump-request");
+            match dump_pprof().await {
+                Ok(bytes) => {
+                    info!(bytes = bytes.len(), "served a heap dump");
+                    return bytes;
+                }
+                Err(e) => Err(format!("{e:#}")),
+            }
+        }
+        ["stats"] => stats_json().map_err(|e| format!("{e:#}")),
+        ["events"] => {
+            let events = EVENTS.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            serde_json::to_string(&events).map_err(|e| e.to_string())
+        }
+        ["spike", mib, ms] => match (mib.parse::<usize>(), ms.parse::<u64>()) {
+            (Ok(mib), Ok(ms)) => {
+                std::thread::spawn(move || run_spike(mib, Duration::from_millis(ms)));
+                Ok("ok".to_string())
+            }
+            _ => Err(format!(
+                "bad spike arguments {mib:?} {ms:?}: want <MiB> <ms>"
+            )),
+        },
+        ["leak", mib] => match mib.parse::<usize>() {
+            Ok(mib) => tokio::task::spawn_blocking(move || leak(mib))
+                .await
+                .map(|()| "ok".to_string())
+                .map_err(|e| format!("leak task failed: {e}")),
+            Err(e) => Err(format!("bad leak argument {mib:?}: {e}")),
+        },
+        _ => Err(format!("unknown command {line:?}")),
+    };
+    match reply {
+        Ok(text) => format!("{text}\n").into_bytes(),
+        Err(e) => {
+            warn!(command = line, error = %e, "command failed");
+            format!("error: {e}\n").into_bytes()
+        }
+    }
+}
+
+async fn serve_one(stream: UnixStream) -> anyhow::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    // A client that never sends its line must not block the next one forever.
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        BufReader::new(read).read_line(&mut line),
+    )
+    .await
+    .context("no command line within 5 s")?
+    .context("reading the command line")?;
+    let reply = handle(line.trim()).await;
+    write.write_all(&reply).await.context("writing the reply")?;
+    write.shutdown().await.context("closing the connection")?;
+    Ok(())
+}
+
+/// Removes a stale socket left by an earlier run; refuses to delete anything else.
+fn remove_stale_socket(path: &Path) -> anyhow::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            std::fs::remove_file(path)
+                .with_context(|| format!("removing stale socket {}", path.display()))?;
+            warn!(socket = %path.display(), "removed a stale socket");
+            Ok(())
+        }
+        Ok(_) => bail!(
+            "{} exists and is not a socket; not removing it",
+            path.display()
+        ),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("checking {}", path.display())),
+    }
+}
+
+fn own_name() -> anyhow::Result<String> {
+    let exe = std::env::current_exe().context("finding this executable's path")?;
+    exe.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .with_context(|| format!("executable path {} has no file name", exe.display()))
+}
+
+fn report_profiling() {
+    // SAFETY: both names are documented as readable booleans (jemalloc(3)).
+    let opt_prof = unsafe { tikv_jemalloc_ctl::raw::read::<bool>(b"opt.prof\0") };
+    let active = unsafe { tikv_jemalloc_ctl::raw::read::<bool>(b"prof.active\0") };
+    match (opt_prof, active) {
+        (Ok(true), Ok(true)) => info!("jemalloc heap profiling is ACTIVE"),
+        (Ok(true), _) => {
+            warn!("jemalloc heap profiling is enabled but NOT ACTIVE: dumps will be empty")
+        }
+        _ => error!(
+            "jemalloc heap profiling is OFF: `dump` will fail (set MALLOC_CONF=prof:true,prof_active:true)"
+        ),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    report_profiling();
+
+    let name = match &args.name {
+        Some(n) => n.clone(),
+        None => own_name()?,
+    };
+    let path = args.socket_dir.join(format!("heap_dump_{name}.sock"));
+    remove_stale_socket(&path)?;
+    let listener =
+        UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
+
+    let base = allocate_touched(args.base_mib);
+    info!(
+        mib = args.base_mib,
+        pid = std::process::id(),
+        "base allocated and touched"
+    );
+    // After the base block exists, so the dump has stacks to symbolize.
+    if !args.no_warm_up {
+        match dump_pprof().await {
+            Ok(bytes) => info!(
+                bytes = bytes.len(),
+                "warm-up dump done (symbolizer caches loaded)"
+            ),
+            Err(e) => warn!(error = %format!("{e:#}"), "warm-up dump failed"),
+        }
+    }
+    start_pattern(&args);
+    info!(socket = %path.display(), pattern = ?args.pattern, "serving heap dumps");
+
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                // One connection at a time, like the production services.
+                Ok((stream, _)) => if let Err(e) = serve_one(stream).await {
+                    warn!(error = %format!("{e:#}"), "connection failed");
+                },
+                Err(e) => warn!(error = %e, "accept failed"),
+            },
+            _ = term.recv() => { info!("SIGTERM: exiting"); break; }
+            _ = int.recv() => { info!("SIGINT: exiting"); break; }
+        }
+    }
+    drop(listener);
+    if let Err(e) = std::fs::remove_file(&path) {
+        warn!(socket = %path.display(), error = %e, "could not remove the socket");
+    }
+    drop(base);
+    Ok(())
+}
+
+/// Starts the background thread for the chosen pattern.
+fn start_pattern(args: &Args) {
+    match args.pattern {
+        Pattern::Steady => {}
+        Pattern::Spikes => {
+            let (mib, hold, every) = (
+                args.spike_mib,
+                Duration::from_millis(args.spike_ms),
+                Duration::from_millis(args.spike_every_ms),
+            );
+            std::thread::spawn(move || {
+                // Fixed schedule: spike n starts at n * every after start
+                // (later if the previous one is still running).
+                let mut next = Instant::now() + every;
+                loop {
+                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                    run_spike(mib, hold);
+                    next += every;
+                }
+            });
+        }
+        Pattern::Leak => {
+            let rate = args.leak_mib_per_sec;
+            std::thread::spawn(move || {
+                // Leak in quarter-second steps, carrying the fraction of a MiB
+                // over so slow rates still leak at the right average.
+                let step = Duration::from_millis(250);
+                let mut owed = 0.0f64;
+                loop {
+                    std::thread::sleep(step);
+                    owed += rate * step.as_secs_f64();
+                    let whole = owed.floor();
+                    if whole >= 1.0 {
+                        owed -= whole;
+                        leak(whole as usize);
+                    }
+                }
+            });
+        }
+    }
+}

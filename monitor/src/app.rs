@@ -1,0 +1,590 @@
+//! The monitor loop: sample → window → detector → capture → spool, with the
+//! uploader (store → notify) running beside it.
+//!
+//! One capture at a time: ticks keep sampling while a capture is in flight,
+//! and detections meanwhile are logged, not queued.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+use tracing::{debug, error, info, warn};
+
+use crate::capture::{CaptureError, CaptureSettings, SocketDumper};
+
+/// A finished capture: the dump, or why there is none.
+type CaptureResult = Result<Vec<u8>, String>;
+use crate::config::{Config, Mode};
+use crate::detector::{Assessment, Detector, DetectorSettings};
+use crate::dump::{DumpInfo, MemoryStats, Reason, Trigger};
+use crate::ebpf::{EbpfSettings, EbpfWatcher};
+use crate::notify::{SlackNotifier, SlackSettings};
+use crate::procfs::{ProcError, ProcFs, ProcessId};
+use crate::spool::{Limits, Spool, SpoolRecord};
+use crate::store::{KeyAllocator, S3Settings, S3Store};
+use crate::target::{Target, TargetChange};
+use crate::units::{human_bytes, human_duration};
+use crate::uploader::{Uploader, UploaderSettings};
+
+/// Shortest gap between two eBPF-triggered resamples.
+const MIN_EVENT_RESAMPLE: Duration = Duration::from_millis(50);
+/// How often to repeat "still waiting for the target".
+const WAITING_REMINDER: Duration = Duration::from_secs(60);
+/// Retry bounds for a failed baseline dump.
+const BASELINE_RETRY_MIN: Duration = Duration::from_secs(1);
+const BASELINE_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// Builds every part from the configuration and runs until SIGTERM/SIGINT.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    for (var, value) in config.summary() {
+        info!(target: "memory_monitor::config", "{var} = {value}");
+    }
+    let watcher = start_ebpf(&config)?;
+    let mode = if watcher.is_some() { "ebpf" } else { "procfs" };
+
+    let store = S3Store::connect(S3Settings {
+        bucket: config.s3_bucket.clone(),
+        force_path_style: config.s3_force_path_style,
+        max_attempts: config.s3_max_attempts,
+    })
+    .await
+    .context("cannot set up the S3 client")?;
+    let notifier = match &config.slack {
+        Some(s) => Some(
+            SlackNotifier::new(SlackSettings {
+                token: s.token.clone(),
+                api_url: s.api_url.clone(),
+                channel: s.channel.clone(),
+                environment: config.environment.clone().unwrap_or_default(),
+                network: config.network.clone().unwrap_or_default(),
+                timeout: s.timeout,
+                max_attempts: 3,
+            })
+            .context("cannot set up the Slack client")?,
+        ),
+        None => None,
+    };
+    let spool = Spool::open(
+        &config.spool_dir,
+        Limits {
+            max_dumps: config.spool_max_dumps,
+            max_bytes: config.spool_max_size,
+        },
+    )
+    .context("cannot open the spool")?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let uploader = Uploader::spawn(
+        store,
+        notifier,
+        spool.clone(),
+        UploaderSettings {
+            initial_delay: Duration::from_secs(1),
+            max_delay: config.upload_retry_max_delay,
+            alert_spooled_after: config.alert_spooled_after,
+            mode: mode.to_string(),
+        },
+        shutdown_rx,
+    );
+
+    let shutdown_timeout = config.shutdown_timeout;
+    let mut monitor = Monitor::new(config, spool, uploader, watcher);
+    let signal = shutdown_signal().await?;
+    monitor.run(signal).await;
+
+    info!(bound = %human_duration(shutdown_timeout), "stopping: finishing in-flight work");
+    let deadline = Instant::now() + shutdown_timeout;
+    monitor.finish_capture(deadline).await;
+    let _ = shutdown_tx.send(true);
+    let uploader = monitor.uploader;
+    uploader
+        .finish(deadline.saturating_duration_since(Instant::now()))
+        .await;
+    info!("stopped");
+    Ok(())
+}
+
+/// Loads the eBPF programs as MONITOR_MODE asks. `auto` falls back to procfs
+/// with one line saying why; `ebpf` refuses to start.
+fn start_ebpf(config: &Config) -> anyhow::Result<Option<EbpfWatcher>> {
+    if config.mode == Mode::Procfs {
+        info!("procfs mode (MONITOR_MODE=procfs): sampling every CHECK_INTERVAL only");
+        return Ok(None);
+    }
+    let settings = EbpfSettings {
+        fault_sample_period: config.ebpf_fault_sample_period,
+        ..EbpfSettings::default()
+    };
+    match EbpfWatcher::load(&settings) {
+        Ok(w) => {
+            info!(attach_points = ?w.attach_points(), "eBPF mode: programs loaded");
+            Ok(Some(w))
+        }
+        Err(e) if config.mode == Mode::Auto => {
+            warn!("eBPF unavailable, falling back to procfs mode: {e}");
+            Ok(None)
+        }
+        Err(e) => Err(anyhow::anyhow!(e)).context("MONITOR_MODE=ebpf but eBPF cannot load"),
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() -> anyhow::Result<Pin<Box<dyn Future<Output = ()> + Send>>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    Ok(Box::pin(async move {
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM received"),
+            _ = int.recv() => info!("SIGINT received"),
+        }
+    }))
+}
+
+/// A capture running in the background.
+struct InFlight {
+    reason: Reason,
+    trigger: Trigger,
+    stats: MemoryStats,
+    target: ProcessId,
+    task: JoinHandle<Result<Vec<u8>, CaptureError>>,
+}
+
+/// The sampling and detection state for one monitor process.
+pub struct Monitor {
+    config: Config,
+    target: Target,
+    detector: Detector,
+    dumper: std::sync::Arc<SocketDumper>,
+    spool: Spool,
+    uploader: Uploader,
+    watcher: Option<EbpfWatcher>,
+    keys: KeyAllocator,
+    in_flight: Option<InFlight>,
+    baseline_due: Option<Instant>,
+    baseline_retry: Duration,
+    latest_baseline_key: Option<String>,
+    waiting_since: Option<Instant>,
+    last_reminder: Option<Instant>,
+    last_event_resample: Option<Instant>,
+    follow_up: Option<Instant>,
+}
+
+impl Monitor {
+    fn new(config: Config, spool: Spool, uploader: Uploader, watcher: Option<EbpfWatcher>) -> Self {
+        let detector = Detector::new(DetectorSettings {
+            window_size: config.history_window_size,
+            spike_multiplier: config.spike_multiplier,
+            leak_threshold: config.memory_change_threshold,
+            spike_cooldown: config.spike_cooldown(),
+            leak_cooldown: config.dump_cooldown,
+        });
+        let dumper = SocketDumper::new(
+            &config.binary_name,
+            CaptureSettings {
+                socket_dir: config.socket_dir.clone(),
+                connect_timeout: config.dump_connect_timeout,
+                read_timeout: config.dump_read_timeout,
+                max_bytes: config.dump_max_size,
+            },
+        );
+        let target = Target::new(
+            ProcFs::default(),
+            &config.binary_name,
+            std::process::id() as i32,
+        );
+        Monitor {
+            target,
+            detector,
+            dumper: std::sync::Arc::new(dumper),
+            spool,
+            uploader,
+            watcher,
+            keys: KeyAllocator::default(),
+            in_flight: None,
+            baseline_due: None,
+            baseline_retry: BASELINE_RETRY_MIN,
+            latest_baseline_key: None,
+            waiting_since: None,
+            last_reminder: None,
+            last_event_resample: None,
+            follow_up: None,
+            config,
+        }
+    }
+
+    fn mode(&self) -> &'static str {
+        if self.watcher.is_some() {
+            "ebpf"
+        } else {
+            "procfs"
+        }
+    }
+
+    /// Samples until `stop` resolves.
+    async fn run(&mut self, mut stop: Pin<Box<dyn Future<Output = ()> + Send>>) {
+        info!(
+            binary = %self.config.binary_name,
+            interval = %human_duration(self.config.check_interval),
+            mode = self.mode(),
+            socket = %self.dumper.socket_path().display(),
+            "monitor started"
+        );
+        let mut ticker = tokio::time::interval(self.config.check_interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let follow_up = self.follow_up;
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = ticker.tick() => self.on_tick().await,
+                done = wait_capture(&mut self.in_flight) => self.on_capture_done(done),
+                event = next_wakeup(&mut self.watcher) => self.on_wakeup(event),
+                _ = sleep_until_opt(follow_up) => {
+                    self.follow_up = None;
+                    self.resample_for_event();
+                }
+            }
+        }
+    }
+
+    async fn on_tick(&mut self) {
+        let now = Instant::now();
+        self.refresh_target(now);
+        let Some(id) = self.target.current() else {
+            return;
+        };
+        match self.target.procfs().rss_anon(id.pid) {
+            Ok(rss) => {
+                let assessment = self.detector.on_tick(now.into_std(), rss);
+                debug!(
+                    pid = id.pid,
+                    rss_anon = rss,
+                    p50 = ?assessment.stats.p50,
+                    p95 = ?assessment.stats.p95,
+                    baseline_p50 = ?assessment.stats.baseline_p50,
+                    samples = self.detector.window().len(),
+                    "tick"
+                );
+                self.handle(assessment, Trigger::Tick, id);
+            }
+            Err(ProcError::Gone { .. }) => {
+                // Exited between the liveness check and the read; the next tick says so.
+                debug!(pid = id.pid, "target vanished while sampling");
+            }
+            Err(e) => warn!(error = %e, "cannot sample the target; skipping this tick"),
+        }
+        if self.baseline_due.is_some_and(|due| due <= now) && self.in_flight.is_none() {
+            let stats = self.current_stats(id);
+            self.start_capture(Reason::Baseline, Trigger::Startup, stats, id);
+        }
+    }
+
+    /// Notices a new, exited or replaced target and resets what belongs to the old one.
+    fn refresh_target(&mut self, now: Instant) {
+        // Twice at most: a lost target may already have a successor.
+        for _ in 0..2 {
+            match self.target.refresh() {
+                Ok(TargetChange::Unchanged) => break,
+                Ok(TargetChange::Found { id, matches }) => {
+                    if matches > 1 {
+                        info!(
+                            pid = id.pid,
+                            matches, "several processes match BINARY_NAME; watching the oldest"
+                        );
+                    }
+                    info!(
+                        pid = id.pid,
+                        binary = %self.config.binary_name,
+                        baseline_in = %human_duration(self.config.initial_delay),
+                        "target found"
+                    );
+                    self.detector.reset();
+                    self.baseline_due = Some(now + self.config.initial_delay);
+                    self.baseline_retry = BASELINE_RETRY_MIN;
+                    self.waiting_since = None;
+                    if let Some(w) = &mut self.watcher {
+                        match w.watch(id.pid) {
+                            Ok(()) => {
+                                info!(pid = id.pid, attach_points = ?w.attach_points(), "eBPF watching the target")
+                            }
+                            Err(e) => {
+                                warn!(pid = id.pid, error = %e, "eBPF cannot watch the target; ticks still sample it")
+                            }
+                        }
+                    }
+                    break;
+                }
+                Ok(TargetChange::Lost { id }) => {
+                    warn!(
+                        pid = id.pid,
+                        "target exited or was replaced; clearing the window and baseline"
+                    );
+                    self.detector.reset();
+                    self.baseline_due = None;
+                    self.latest_baseline_key = None;
+                    if let Some(w) = &mut self.watcher {
+                        w.unwatch();
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot scan /proc for the target");
+                    break;
+                }
+            }
+        }
+        if self.target.current().is_none() {
+            let since = *self.waiting_since.get_or_insert(now);
+            if self
+                .last_reminder
+                .is_none_or(|t| now.duration_since(t) >= WAITING_REMINDER)
+            {
+                self.last_reminder = Some(now);
+                info!(
+                    binary = %self.config.binary_name,
+                    waited = %human_duration(Duration::from_secs(now.duration_since(since).as_secs())),
+                    "waiting for the target process to appear"
+                );
+            }
+        }
+    }
+
+    fn current_stats(&self, id: ProcessId) -> MemoryStats {
+        let window = self.detector.window();
+        MemoryStats {
+            current: self.target.procfs().rss_anon(id.pid).unwrap_or_default(),
+            p50: window.percentile(50),
+            p95: window.percentile(95),
+            baseline_p50: self.detector.baseline_p50(),
+        }
+    }
+
+    /// Logs what an assessment found and starts a capture when a rule fired.
+    fn handle(&mut self, a: Assessment, trigger: Trigger, id: ProcessId) {
+        if let Some(p50) = a.baseline_established {
+            info!(baseline_p50 = p50, human = %human_bytes(p50), "window full: baseline P50 set");
+        }
+        for held in &a.held {
+            debug!(
+                reason = %held.reason,
+                limit = held.limit,
+                cooldown_left = %human_duration(Duration::from_secs(held.remaining.as_secs())),
+                "rule matched but is in cooldown"
+            );
+        }
+        let Some(d) = a.detection else { return };
+        warn!(
+            reason = %d.reason,
+            trigger = trigger.as_str(),
+            pid = id.pid,
+            current = d.stats.current,
+            p50 = ?d.stats.p50,
+            p95 = ?d.stats.p95,
+            baseline_p50 = ?d.stats.baseline_p50,
+            limit = d.limit,
+            multiplier = self.config.spike_multiplier,
+            threshold = self.config.memory_change_threshold,
+            "{} detected: {} > {}",
+            d.reason,
+            human_bytes(if d.reason == Reason::Spike { d.stats.current } else { d.stats.p50.unwrap_or_default() }),
+            human_bytes(d.limit),
+        );
+        if let Some(f) = &self.in_flight {
+            info!(reason = %d.reason, in_flight = %f.reason, "a capture is already in flight; this detection is not queued");
+            return;
+        }
+        self.start_capture(d.reason, trigger, d.stats, id);
+    }
+
+    fn start_capture(
+        &mut self,
+        reason: Reason,
+        trigger: Trigger,
+        stats: MemoryStats,
+        target: ProcessId,
+    ) {
+        info!(reason = %reason, socket = %self.dumper.socket_path().display(), "requesting heap dump");
+        let dumper = self.dumper.clone();
+        let task = tokio::spawn(async move { dumper.dump(Some(target.pid)).await });
+        self.in_flight = Some(InFlight {
+            reason,
+            trigger,
+            stats,
+            target,
+            task,
+        });
+    }
+
+    fn on_capture_done(&mut self, done: (InFlight, CaptureResult)) {
+        let (f, result) = done;
+        let now = Instant::now();
+        let bytes = match result {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                error!(reason = %f.reason, error = %e, "heap dump failed; no cooldown started");
+                if f.reason == Reason::Baseline {
+                    self.baseline_due = Some(now + self.baseline_retry);
+                    info!(retry_in = %human_duration(self.baseline_retry), "baseline dump will be retried");
+                    self.baseline_retry = (self.baseline_retry * 2).min(BASELINE_RETRY_MAX);
+                }
+                return;
+            }
+        };
+        let same_target = self.target.current() == Some(f.target);
+        if same_target {
+            self.detector.record_dump(f.reason, now.into_std());
+        }
+        if f.reason == Reason::Baseline && same_target {
+            self.baseline_due = None;
+        }
+        let captured_at = Utc::now();
+        let key = self.keys.allocate(
+            &self.config.s3_path_prefix,
+            &self.config.pod_name,
+            captured_at,
+            f.reason,
+        );
+        let info = DumpInfo {
+            id: dump_id(captured_at, f.reason),
+            reason: f.reason,
+            trigger: f.trigger,
+            binary: self.config.binary_name.clone(),
+            pid: f.target.pid,
+            pod: self.config.pod_name.clone(),
+            captured_at,
+            key,
+            stats: f.stats,
+            size: bytes.len() as u64,
+        };
+        info!(reason = %info.reason, bytes = info.size, key = %info.key, "heap dump captured");
+        let baseline_key = self.latest_baseline_key.clone();
+        if info.reason == Reason::Baseline {
+            self.latest_baseline_key = Some(info.key.clone());
+        }
+        let record = SpoolRecord { info, baseline_key };
+        match self.spool.put(record.clone(), &bytes) {
+            Ok((spooled, dropped)) => {
+                for d in dropped {
+                    error!(key = %d.record.info.key, reason = %d.record.info.reason, "spool full: dropped the oldest dump to make room");
+                }
+                self.uploader.deliver(spooled);
+            }
+            Err(e) => {
+                error!(error = %e, key = %record.info.key, "cannot spool the dump; it will be uploaded from memory only");
+                self.uploader.deliver_unspooled(record, bytes);
+            }
+        }
+    }
+
+    fn on_wakeup(&mut self, event: Option<crate::ebpf::WakeEvent>) {
+        let Some(event) = event else {
+            warn!("eBPF event stream ended; continuing in procfs mode");
+            self.watcher = None;
+            return;
+        };
+        let now = Instant::now();
+        debug!(?event, "eBPF wake-up");
+        let ready = self
+            .last_event_resample
+            .is_none_or(|t| now.duration_since(t) >= MIN_EVENT_RESAMPLE);
+        if ready {
+            self.resample_for_event();
+        }
+        // Pages are faulted in after mmap returns: look again shortly after.
+        let later = self.last_event_resample.unwrap_or(now) + MIN_EVENT_RESAMPLE;
+        if self.follow_up.is_none() {
+            self.follow_up = Some(later);
+        }
+    }
+
+    fn resample_for_event(&mut self) {
+        let now = Instant::now();
+        self.last_event_resample = Some(now);
+        let Some(id) = self.target.current() else {
+            return;
+        };
+        match self.target.procfs().rss_anon(id.pid) {
+            Ok(rss) => {
+                let a = self.detector.on_event(now.into_std(), rss);
+                self.handle(a, Trigger::Event, id);
+            }
+            Err(e) => debug!(error = %e, "event resample failed"),
+        }
+    }
+
+    /// Waits (until `deadline`) for a capture in flight, and spools it.
+    async fn finish_capture(&mut self, deadline: Instant) {
+        let Some(f) = self.in_flight.as_mut() else {
+            return;
+        };
+        match tokio::time::timeout_at(deadline, &mut f.task).await {
+            Ok(joined) => {
+                let result = flatten(joined);
+                if let Some(f) = self.in_flight.take() {
+                    self.on_capture_done((f, result));
+                }
+            }
+            Err(_) => {
+                warn!("heap dump still running at shutdown; abandoned");
+                if let Some(f) = self.in_flight.take() {
+                    f.task.abort();
+                }
+            }
+        }
+    }
+}
+
+/// Resolves when the capture in flight ends; never while there is none.
+async fn wait_capture(slot: &mut Option<InFlight>) -> (InFlight, CaptureResult) {
+    let Some(f) = slot.as_mut() else {
+        return std::future::pending().await;
+    };
+    let result = flatten((&mut f.task).await);
+    match slot.take() {
+        Some(f) => (f, result),
+        None => std::future::pending().await,
+    }
+}
+
+/// Joins a capture task's result with the task's own failure (a panic).
+fn flatten(joined: Result<Result<Vec<u8>, CaptureError>, tokio::task::JoinError>) -> CaptureResult {
+    match joined {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("capture task failed: {e}")),
+    }
+}
+
+/// Next eBPF wake-up; never resolves in procfs mode. None when the stream broke.
+async fn next_wakeup(watcher: &mut Option<EbpfWatcher>) -> Option<crate::ebpf::WakeEvent> {
+    match watcher {
+        Some(w) => match w.next_event().await {
+            Ok(e) => Some(e),
+            Err(e) => {
+                error!(error = %e, "eBPF ring buffer failed");
+                None
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A unique id for spool files: time, reason and randomness.
+fn dump_id(at: chrono::DateTime<Utc>, reason: Reason) -> String {
+    format!(
+        "{}-{}-{:08x}",
+        at.format("%Y%m%dT%H%M%S%.3fZ"),
+        reason,
+        rand::random::<u32>()
+    )
+}

@@ -1,0 +1,18 @@
+//! `memory-monitor`: the sidecar binary. See the crate docs of `monitor` for
+//! the data flow; this file only reads the configuration and runs the loop.
+
+use monitor::{app, config::Config, logging};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    // Exits with status 2 and every problem listed when the environment is wrong.
+    let config = Config::load();
+    logging::init(config.log_format);
+    match app::run(config).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("memory-monitor cannot run: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

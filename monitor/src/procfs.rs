@@ -1,0 +1,527 @@
+//! Reading the target's memory and identity from /proc.
+//!
+//! The parsers are pure functions over file contents so they can be unit- and
+//! property-tested; [`ProcFs`] does the reading, rooted at a directory so tests
+//! can point it at a fake /proc.
+
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// The kernel keeps at most 15 bytes of a command name (TASK_COMM_LEN − 1).
+pub const COMM_MAX: usize = 15;
+
+/// A failure to read or understand a /proc file.
+#[derive(Debug, Error)]
+pub enum ProcError {
+    /// The process is gone (its /proc directory vanished).
+    #[error("process {pid} is gone")]
+    Gone {
+        /// The PID that was read.
+        pid: i32,
+    },
+    /// Any other read error.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The file was read but is not in the expected form.
+    #[error("{path}: {what}")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        what: String,
+    },
+}
+
+/// Parses `RssAnon:` from /proc/<pid>/status, in bytes.
+pub fn parse_rss_anon(status: &str) -> Result<u64, String> {
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .ok_or("no RssAnon field (kernel older than 4.5, or not a process status file)")?;
+    let mut parts = line.split_whitespace();
+    let value = parts.next().ok_or("RssAnon has no value")?;
+    let kib: u64 = value
+        .parse()
+        .map_err(|_| format!("RssAnon value {value:?} is not a number"))?;
+    match parts.next() {
+        Some("kB") => {}
+        other => return Err(format!("RssAnon unit is {other:?}, expected \"kB\"")),
+    }
+    kib.checked_mul(1024)
+        .ok_or_else(|| format!("RssAnon {kib} kB overflows"))
+}
+
+/// Parses `PPid:` from /proc/<pid>/status.
+pub fn parse_ppid(status: &str) -> Result<i32, String> {
+    let value = status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .ok_or("no PPid field")?
+        .trim();
+    value
+        .parse()
+        .map_err(|_| format!("PPid value {value:?} is not a number"))
+}
+
+/// Parses the start time (field 22, clock ticks since boot) from /proc/<pid>/stat.
+/// The command name in field 2 may hold spaces and parentheses, so fields are
+/// counted from the last `)`.
+pub fn parse_start_time(stat: &str) -> Result<u64, String> {
+    let close = stat.rfind(')').ok_or("no ')' after the command name")?;
+    // Fields after the name start at field 3 (state); start time is field 22.
+    let field = stat[close + 1..]
+        .split_whitespace()
+        .nth(22 - 3)
+        .ok_or("fewer than 22 fields")?;
+    field
+        .parse()
+        .map_err(|_| format!("start time {field:?} is not a number"))
+}
+
+/// The form the kernel stores for a command name: its first 15 bytes.
+pub fn truncated_comm(name: &str) -> &[u8] {
+    let bytes = name.as_bytes();
+    &bytes[..bytes.len().min(COMM_MAX)]
+}
+
+/// True when /proc/<pid>/comm (with its trailing newline) matches `name`
+/// as the kernel would have stored it.
+pub fn comm_matches(comm: &[u8], name: &str) -> bool {
+    let comm = comm.strip_suffix(b"\n").unwrap_or(comm);
+    comm == truncated_comm(name)
+}
+
+/// True when `name` is cut by the kernel, so a comm match alone is not proof.
+pub fn needs_confirmation(name: &str) -> bool {
+    name.len() > COMM_MAX
+}
+
+/// True when an executable path or argv[0] names `name` (its last path
+/// component, ignoring the " (deleted)" mark of a replaced binary).
+pub fn program_path_matches(path: &[u8], name: &str) -> bool {
+    let path = path.strip_suffix(b" (deleted)").unwrap_or(path);
+    let base = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+    base == name.as_bytes()
+}
+
+/// A process as identified across samples: PID plus start time, so a PID
+/// reused by another process is not mistaken for the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessId {
+    /// PID in the monitor's PID namespace.
+    pub pid: i32,
+    /// Start time in clock ticks since boot.
+    pub start_time: u64,
+}
+
+/// Access to a /proc tree.
+#[derive(Debug, Clone)]
+pub struct ProcFs {
+    root: PathBuf,
+}
+
+impl Default for ProcFs {
+    fn default() -> Self {
+        ProcFs::new("/proc")
+    }
+}
+
+impl ProcFs {
+    /// A /proc tree at `root` (`/proc` in production).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        ProcFs { root: root.into() }
+    }
+
+    fn path(&self, pid: i32, file: &str) -> PathBuf {
+        self.root.join(pid.to_string()).join(file)
+    }
+
+    fn read(&self, pid: i32, file: &str) -> Result<Vec<u8>, ProcError> {
+        let path = self.path(pid, file);
+        fs::read(&path).map_err(|source| read_error(pid, path, source))
+    }
+
+    fn read_text(&self, pid: i32, file: &str) -> Result<String, ProcError> {
+        let bytes = self.read(pid, file)?;
+        String::from_utf8(bytes).map_err(|_| ProcError::Malformed {
+            path: self.path(pid, file),
+            what: "not UTF-8".into(),
+        })
+    }
+
+    fn parse<T>(
+        &self,
+        pid: i32,
+        file: &str,
+        parser: fn(&str) -> Result<T, String>,
+    ) -> Result<T, ProcError> {
+        let text = self.read_text(pid, file)?;
+        parser(&text).map_err(|what| ProcError::Malformed {
+            path: self.path(pid, file),
+            what,
+        })
+    }
+
+    /// RssAnon of `pid`, in bytes.
+    pub fn rss_anon(&self, pid: i32) -> Result<u64, ProcError> {
+        self.parse(pid, "status", parse_rss_anon)
+    }
+
+    /// Parent PID of `pid`.
+    pub fn ppid(&self, pid: i32) -> Result<i32, ProcError> {
+        self.parse(pid, "status", parse_ppid)
+    }
+
+    /// Start time of `pid`, in clock ticks since boot.
+    pub fn start_time(&self, pid: i32) -> Result<u64, ProcError> {
+        self.parse(pid, "stat", parse_start_time)
+    }
+
+    /// PIDs of all threads of process `pid` (its /proc/<pid>/task entries).
+    pub fn threads(&self, pid: i32) -> Result<Vec<i32>, ProcError> {
+        let path = self.path(pid, "task");
+        let entries =
+            fs::read_dir(&path).map_err(|source| read_error(pid, path.clone(), source))?;
+        Ok(entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect())
+    }
+
+    /// True when `pid` is `ancestor` or one of its descendants.
+    pub fn descends_from(&self, pid: i32, ancestor: i32) -> bool {
+        let mut current = pid;
+        // PID 1 and 0 end the walk; the bound guards against a corrupt chain.
+        for _ in 0..64 {
+            if current == ancestor {
+                return true;
+            }
+            if current <= 1 {
+                return false;
+            }
+            match self.ppid(current) {
+                Ok(parent) => current = parent,
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    /// True when process `pid` is the program `name`: its comm matches the
+    /// kernel's truncated form, and for names over 15 bytes its executable or
+    /// argv[0] carries the full name.
+    pub fn is_program(&self, pid: i32, name: &str) -> bool {
+        let Ok(comm) = self.read(pid, "comm") else {
+            return false;
+        };
+        if !comm_matches(&comm, name) {
+            return false;
+        }
+        if !needs_confirmation(name) {
+            return true;
+        }
+        // exe needs ptrace access to the target; cmdline is world-readable.
+        let exe =
+            fs::read_link(self.path(pid, "exe")).map(|p| p.into_os_string().into_encoded_bytes());
+        if exe.is_ok_and(|p| program_path_matches(&p, name)) {
+            return true;
+        }
+        self.read(pid, "cmdline").is_ok_and(|cmdline| {
+            let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
+            program_path_matches(argv0, name)
+        })
+    }
+
+    /// Finds the program `name`, skipping `exclude` (the monitor itself). With
+    /// several matches the oldest wins (start time, then lowest PID). Returns
+    /// the chosen process and how many matched.
+    pub fn find_program(
+        &self,
+        name: &str,
+        exclude: i32,
+    ) -> Result<Option<(ProcessId, usize)>, ProcError> {
+        let entries = fs::read_dir(&self.root).map_err(|source| ProcError::Read {
+            path: self.root.clone(),
+            source,
+        })?;
+        let mut matches: Vec<ProcessId> = entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|&pid| pid != exclude && self.is_program(pid, name))
+            // A process that exits between the two reads is simply not a match.
+            .filter_map(|pid| {
+                let start_time = self.start_time(pid).ok()?;
+                Some(ProcessId { pid, start_time })
+            })
+            .collect();
+        matches.sort_by_key(|p| (p.start_time, p.pid));
+        Ok(matches.first().map(|&first| (first, matches.len())))
+    }
+
+    /// True when `id` still names the same live process.
+    pub fn is_alive(&self, id: ProcessId) -> bool {
+        self.start_time(id.pid).is_ok_and(|t| t == id.start_time)
+    }
+}
+
+fn read_error(pid: i32, path: PathBuf, source: io::Error) -> ProcError {
+    match source.kind() {
+        // ESRCH shows up when the process dies while its files are open.
+        io::ErrorKind::NotFound => ProcError::Gone { pid },
+        _ if source.raw_os_error() == Some(libc::ESRCH) => ProcError::Gone { pid },
+        _ => ProcError::Read { path, source },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::path::Path;
+
+    const STATUS: &str = "Name:\tdemo\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t42\nPPid:\t7\n\
+        VmRSS:\t   10240 kB\nRssAnon:\t    8192 kB\nRssFile:\t    2048 kB\n";
+
+    fn stat_line(comm: &str, start: u64) -> String {
+        let mut fields = vec!["S".to_string(), "1".into()];
+        fields.extend((5..=21).map(|i| i.to_string()));
+        fields.push(start.to_string());
+        fields.extend((23..=52).map(|i| i.to_string()));
+        format!("42 ({comm}) {}", fields.join(" "))
+    }
+
+    #[test]
+    fn rss_anon_in_bytes() {
+        assert_eq!(parse_rss_anon(STATUS), Ok(8192 * 1024));
+        assert_eq!(parse_ppid(STATUS), Ok(7));
+    }
+
+    #[test]
+    fn malformed_status_is_an_error_with_context() {
+        assert!(
+            parse_rss_anon("Name:\tx\n")
+                .unwrap_err()
+                .contains("no RssAnon")
+        );
+        assert!(
+            parse_rss_anon("RssAnon:\n")
+                .unwrap_err()
+                .contains("no value")
+        );
+        assert!(
+            parse_rss_anon("RssAnon:\tlots kB\n")
+                .unwrap_err()
+                .contains("not a number")
+        );
+        assert!(
+            parse_rss_anon("RssAnon:\t12 MB\n")
+                .unwrap_err()
+                .contains("unit")
+        );
+        assert!(
+            parse_rss_anon("RssAnon:\t12\n")
+                .unwrap_err()
+                .contains("unit")
+        );
+        assert!(
+            parse_rss_anon("RssAnon:\t18446744073709551615 kB\n")
+                .unwrap_err()
+                .contains("overflows")
+        );
+    }
+
+    #[test]
+    fn start_time_survives_odd_command_names() {
+        assert_eq!(parse_start_time(&stat_line("demo", 12345)), Ok(12345));
+        assert_eq!(parse_start_time(&stat_line("a) (b c", 99)), Ok(99));
+        assert!(parse_start_time("42 (x) S 1 2").is_err());
+        assert!(parse_start_time("no parens").is_err());
+    }
+
+    #[test]
+    fn comm_is_compared_in_its_truncated_form() {
+        let long = "demo-target-with-a-long-name";
+        assert_eq!(truncated_comm(long), b"demo-target-wit");
+        assert!(comm_matches(b"demo-target-wit\n", long));
+        assert!(comm_matches(b"demo\n", "demo"));
+        assert!(!comm_matches(b"demo\n", "demo2"));
+        assert!(!comm_matches(b"demo-target-wit\n", "demo-target-wi"));
+        assert!(needs_confirmation(long));
+        assert!(!needs_confirmation("exactly-15-char"));
+    }
+
+    #[test]
+    fn program_paths_compare_by_basename() {
+        assert!(program_path_matches(
+            b"/usr/bin/demo-target-long",
+            "demo-target-long"
+        ));
+        assert!(program_path_matches(
+            b"/usr/bin/demo-target-long (deleted)",
+            "demo-target-long"
+        ));
+        assert!(program_path_matches(
+            b"demo-target-long",
+            "demo-target-long"
+        ));
+        assert!(!program_path_matches(
+            b"/usr/bin/demo-target-longer",
+            "demo-target-long"
+        ));
+    }
+
+    /// A fake /proc with one process.
+    fn fake_proc(dir: &Path, pid: i32, comm: &str, argv0: &str, start: u64, ppid: i32) {
+        let p = dir.join(pid.to_string());
+        fs::create_dir_all(p.join("task").join(pid.to_string())).unwrap();
+        fs::write(
+            p.join("comm"),
+            format!("{}\n", String::from_utf8_lossy(truncated_comm(comm))),
+        )
+        .unwrap();
+        fs::write(p.join("cmdline"), format!("{argv0}\0--flag\0")).unwrap();
+        fs::write(p.join("stat"), stat_line(comm, start)).unwrap();
+        fs::write(
+            p.join("status"),
+            STATUS.replace("PPid:\t7", &format!("PPid:\t{ppid}")),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn finds_the_oldest_match_and_never_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        fake_proc(dir.path(), 300, "svc", "/bin/svc", 50, 1);
+        fake_proc(dir.path(), 200, "svc", "/bin/svc", 60, 1);
+        fake_proc(dir.path(), 100, "svc", "/bin/svc", 10, 1); // the monitor itself, say
+        fake_proc(dir.path(), 400, "other", "/bin/other", 1, 1);
+        fs::create_dir_all(dir.path().join("self")).unwrap();
+        let proc = ProcFs::new(dir.path());
+        let (found, count) = proc.find_program("svc", 100).unwrap().unwrap();
+        assert_eq!((found.pid, found.start_time, count), (300, 50, 2));
+        assert!(proc.is_alive(found));
+        assert!(
+            !proc.is_alive(ProcessId {
+                pid: 300,
+                start_time: 51
+            }),
+            "PID reused"
+        );
+        assert!(!proc.is_alive(ProcessId {
+            pid: 999,
+            start_time: 50
+        }));
+        assert_eq!(proc.find_program("missing", 0).unwrap(), None);
+        assert_eq!(proc.rss_anon(300).unwrap(), 8192 * 1024);
+        assert!(matches!(
+            proc.rss_anon(999),
+            Err(ProcError::Gone { pid: 999 })
+        ));
+        assert_eq!(proc.threads(300).unwrap(), vec![300]);
+    }
+
+    #[test]
+    fn equal_start_times_pick_the_lowest_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        fake_proc(dir.path(), 20, "svc", "svc", 5, 1);
+        fake_proc(dir.path(), 10, "svc", "svc", 5, 1);
+        let (found, _) = ProcFs::new(dir.path())
+            .find_program("svc", 0)
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.pid, 10);
+    }
+
+    #[test]
+    fn long_names_are_confirmed_by_cmdline() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = "demo-target-long-name";
+        fake_proc(dir.path(), 10, long, "/opt/demo-target-long-name", 5, 1);
+        // Same 15-byte comm, different program.
+        fake_proc(
+            dir.path(),
+            11,
+            "demo-target-long-other",
+            "/opt/demo-target-long-other",
+            1,
+            1,
+        );
+        let proc = ProcFs::new(dir.path());
+        let (found, count) = proc.find_program(long, 0).unwrap().unwrap();
+        assert_eq!((found.pid, count), (10, 1));
+    }
+
+    #[test]
+    fn malformed_files_name_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        fake_proc(dir.path(), 10, "svc", "svc", 5, 1);
+        fs::write(dir.path().join("10/status"), "garbage").unwrap();
+        let err = ProcFs::new(dir.path())
+            .rss_anon(10)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("10/status") && err.contains("RssAnon"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn descends_from_walks_parents() {
+        let dir = tempfile::tempdir().unwrap();
+        fake_proc(dir.path(), 10, "svc", "svc", 5, 1);
+        fake_proc(dir.path(), 11, "child", "child", 6, 10);
+        fake_proc(dir.path(), 12, "grandchild", "gc", 7, 11);
+        fake_proc(dir.path(), 13, "other", "o", 7, 1);
+        let proc = ProcFs::new(dir.path());
+        assert!(proc.descends_from(12, 10));
+        assert!(proc.descends_from(10, 10));
+        assert!(!proc.descends_from(13, 10));
+        assert!(!proc.descends_from(99, 10));
+    }
+
+    #[test]
+    fn reads_the_real_proc_self() {
+        let proc = ProcFs::default();
+        let me = std::process::id() as i32;
+        assert!(proc.rss_anon(me).unwrap() > 0);
+        assert!(proc.start_time(me).is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn status_parser_never_panics(text in "\\PC*") {
+            let _ = parse_rss_anon(&text);
+            let _ = parse_ppid(&text);
+        }
+
+        #[test]
+        fn stat_parser_never_panics(text in "\\PC*") {
+            let _ = parse_start_time(&text);
+        }
+
+        #[test]
+        fn rss_anon_round_trips(kib in 0u64..(u64::MAX / 1024), pad in " {0,8}") {
+            let text = format!("Name:\tx\nRssAnon:\t{pad}{kib} kB\nRssFile:\t0 kB\n");
+            prop_assert_eq!(parse_rss_anon(&text), Ok(kib * 1024));
+        }
+
+        #[test]
+        fn start_time_round_trips(start in any::<u64>(), comm in "[^\\n]{0,15}") {
+            prop_assert_eq!(parse_start_time(&stat_line(&comm, start)), Ok(start));
+        }
+
+        #[test]
+        fn comm_truncation_matches_its_own_form(name in "[a-z0-9._-]{1,40}") {
+            let mut comm = truncated_comm(&name).to_vec();
+            comm.push(b'\n');
+            prop_assert!(comm_matches(&comm, &name));
+        }
+    }
+}

@@ -1,0 +1,648 @@
+//! The object store: where heap dumps end up (S3, or anything speaking its API).
+//!
+//! Pure helpers name the object ([`object_key`], [`KeyAllocator`]), link to it
+//! ([`s3_uri`], [`console_url`]) and describe it ([`object_metadata`]); the
+//! [`ObjectStore`] trait is what the app uploads through, and [`S3Store`] is the
+//! real implementation on top of aws-sdk-s3.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, ConfigLoader};
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::put_object::PutObjectError;
+use aws_sdk_s3::primitives::ByteStream;
+use chrono::{DateTime, Utc};
+
+use crate::dump::{DumpInfo, Reason};
+
+/// File extension of every dump object.
+const EXTENSION: &str = ".pprof";
+
+/// How long one HTTP attempt may take before the SDK gives up on it. Dumps are a
+/// few MB at most; two minutes covers a slow link, and stops a hung endpoint
+/// from blocking the upload queue forever.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// TCP/TLS connect timeout: an endpoint that does not answer in this time is
+/// treated as down (retryable) rather than waited for.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The object key for a dump: `{prefix}{pod}-{%Y-%m-%d-%H-%M-%S}-{reason}.pprof`.
+///
+/// `prefix` and `pod` are concatenated as given, so a prefix meant as a
+/// "folder" must end in `/` itself.
+pub fn object_key(prefix: &str, pod: &str, at: DateTime<Utc>, reason: Reason) -> String {
+    format!(
+        "{prefix}{pod}-{}-{reason}{EXTENSION}",
+        at.format("%Y-%m-%d-%H-%M-%S")
+    )
+}
+
+/// Hands out object keys and never hands out the same key twice: a second dump
+/// in the same second for the same reason gets `-2`, a third `-3`, … inserted
+/// before `.pprof`, so no upload ever overwrites an earlier one.
+///
+/// Keys are remembered for [`KeyAllocator::MEMORY`] behind the newest key's
+/// timestamp; older ones are forgotten so a long-running monitor does not grow
+/// without bound (a clash would need the clock to jump back more than that and
+/// land on the same second).
+#[derive(Debug, Default)]
+pub struct KeyAllocator {
+    /// Every key handed out (or reserved), with the time it is for.
+    issued: HashMap<String, DateTime<Utc>>,
+    /// The newest timestamp seen; pruning is relative to it.
+    newest: Option<DateTime<Utc>>,
+    /// Prune when this many keys are remembered (0 means [`Self::PRUNE_AT`]);
+    /// grows with what survives a prune so pruning stays amortised O(1).
+    prune_at: usize,
+}
+
+impl KeyAllocator {
+    /// How far behind the newest key a key is still remembered.
+    pub const MEMORY: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
+    /// Prune only once this many keys are remembered, to keep allocation cheap.
+    const PRUNE_AT: usize = 1024;
+
+    /// An allocator that has handed out nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The key for a dump taken at `at` for `reason`, made unique among the
+    /// keys this allocator handed out or was told about.
+    pub fn allocate(
+        &mut self,
+        prefix: &str,
+        pod: &str,
+        at: DateTime<Utc>,
+        reason: Reason,
+    ) -> String {
+        let base = object_key(prefix, pod, at, reason);
+        let key = if self.issued.contains_key(&base) {
+            let stem = base.strip_suffix(EXTENSION).unwrap_or(&base);
+            // The loop ends: at most `issued.len()` suffixes can be taken.
+            (2u64..)
+                .map(|n| format!("{stem}-{n}{EXTENSION}"))
+                .find(|candidate| !self.issued.contains_key(candidate))
+                .unwrap_or(base)
+        } else {
+            base
+        };
+        self.remember(key.clone(), at);
+        key
+    }
+
+    /// Marks `key` (for a dump taken at `at`) as taken, e.g. a dump recovered
+    /// from the spool after a restart, so [`KeyAllocator::allocate`] never
+    /// returns it. Returns false if it was already taken.
+    pub fn reserve(&mut self, key: &str, at: DateTime<Utc>) -> bool {
+        if self.issued.contains_key(key) {
+            return false;
+        }
+        self.remember(key.to_owned(), at);
+        true
+    }
+
+    fn remember(&mut self, key: String, at: DateTime<Utc>) {
+        self.issued.insert(key, at);
+        let newest = self.newest.map_or(at, |newest| newest.max(at));
+        self.newest = Some(newest);
+        if self.issued.len() >= self.prune_at.max(Self::PRUNE_AT) {
+            let horizon = newest - Self::MEMORY;
+            self.issued.retain(|_, issued_at| *issued_at >= horizon);
+            self.prune_at = self.issued.len() * 2;
+        }
+    }
+}
+
+/// `s3://bucket/key`.
+pub fn s3_uri(bucket: &str, key: &str) -> String {
+    format!("s3://{bucket}/{key}")
+}
+
+/// The AWS S3 console page of an object:
+/// `https://s3.console.aws.amazon.com/s3/object/<bucket>?region=<region>&prefix=<key>`,
+/// with every part percent-encoded (a `/` in the key stays as it is, which a
+/// query string allows and the console itself produces).
+pub fn console_url(bucket: &str, region: &str, key: &str) -> String {
+    format!(
+        "https://s3.console.aws.amazon.com/s3/object/{}?region={}&prefix={}",
+        percent_encode(bucket, false),
+        percent_encode(region, false),
+        percent_encode(key, true),
+    )
+}
+
+/// RFC 3986 percent-encoding of everything but the unreserved characters (and
+/// `/` when `keep_slash`).
+fn percent_encode(text: &str, keep_slash: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        let keep = byte.is_ascii_alphanumeric()
+            || matches!(byte, b'-' | b'_' | b'.' | b'~')
+            || (keep_slash && byte == b'/');
+        if keep {
+            out.push(char::from(byte));
+        } else {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
+}
+
+/// User metadata stored with a dump object (sent as `x-amz-meta-<name>`).
+///
+/// Byte figures are decimal strings, `none` where the figure does not exist
+/// yet. Values are made safe for HTTP headers: bytes outside printable ASCII
+/// (and `%`) are percent-encoded, so an odd pod or binary name cannot make the
+/// upload fail.
+pub fn object_metadata(info: &DumpInfo) -> Vec<(String, String)> {
+    fn bytes(value: Option<u64>) -> String {
+        value.map_or_else(|| "none".to_owned(), |v| v.to_string())
+    }
+    let stats = &info.stats;
+    [
+        ("pod", info.pod.clone()),
+        ("binary", info.binary.clone()),
+        ("reason", info.reason.as_str().to_owned()),
+        ("trigger", info.trigger.as_str().to_owned()),
+        ("pid", info.pid.to_string()),
+        ("rss-anon-bytes", stats.current.to_string()),
+        ("p50-bytes", bytes(stats.p50)),
+        ("p95-bytes", bytes(stats.p95)),
+        ("baseline-p50-bytes", bytes(stats.baseline_p50)),
+        (
+            "captured-at",
+            info.captured_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        ),
+        ("dump-id", info.id.clone()),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), header_safe(&value)))
+    .collect()
+}
+
+/// Percent-encodes what may not appear in an HTTP header value.
+fn header_safe(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if (0x20..0x7f).contains(&byte) && byte != b'%' {
+            out.push(char::from(byte));
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
+}
+
+/// Why an object store could not be set up or an upload failed. Never carries
+/// credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The settings themselves are unusable.
+    #[error("invalid S3 settings for bucket {bucket:?}: {problem}")]
+    InvalidSettings {
+        /// The configured bucket.
+        bucket: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// No region in the environment, profile or instance metadata.
+    #[error(
+        "no AWS region configured for S3 bucket {bucket:?}: set AWS_REGION \
+         (or AWS_DEFAULT_REGION, or region in the AWS profile)"
+    )]
+    NoRegion {
+        /// The configured bucket.
+        bucket: String,
+    },
+    /// One upload failed after the SDK's own quick retries.
+    #[error(
+        "upload to s3://{bucket}/{key} failed ({}): {detail}",
+        if *retryable { "transient, worth retrying" } else { "permanent" }
+    )]
+    Put {
+        /// Target bucket.
+        bucket: String,
+        /// Target key.
+        key: String,
+        /// Whether trying again later may succeed (network trouble, 5xx,
+        /// throttling, expired credentials) or not (denied, no such bucket,
+        /// malformed request).
+        retryable: bool,
+        /// The SDK's error chain, with the HTTP status when there was one.
+        detail: String,
+    },
+}
+
+impl StoreError {
+    /// Whether trying the same operation again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Put { retryable, .. } => *retryable,
+            StoreError::InvalidSettings { .. } | StoreError::NoRegion { .. } => false,
+        }
+    }
+}
+
+/// Where dumps are uploaded. The app is generic over this so tests can use a
+/// local S3 (Garage) or, for failure paths, a store of their own.
+pub trait ObjectStore: Send + Sync + 'static {
+    /// Uploads `body` as `key` with user `metadata`: one logical upload (the
+    /// implementation may retry quick transient failures inside it).
+    fn put(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        metadata: &[(String, String)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The bucket objects go to.
+    fn bucket(&self) -> &str;
+
+    /// The bucket's region (for console links).
+    fn region(&self) -> &str;
+}
+
+/// How to reach the bucket; credentials, region and endpoint come from the
+/// standard AWS environment (see [`S3Store::connect`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Settings {
+    /// Bucket name.
+    pub bucket: String,
+    /// Path-style addressing (`endpoint/bucket/key`), needed by most
+    /// S3-compatible servers; AWS itself uses virtual-host style.
+    pub force_path_style: bool,
+    /// Attempts per upload in the SDK's standard retry mode (at least 1).
+    pub max_attempts: u32,
+}
+
+/// [`ObjectStore`] on aws-sdk-s3.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    region: String,
+}
+
+impl S3Store {
+    /// Connects using the standard AWS configuration chain:
+    /// credentials from the environment, IRSA web identity, EKS pod identity,
+    /// the shared profile or instance metadata; region from `AWS_REGION` /
+    /// profile / IMDS; endpoint from `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`;
+    /// checksum modes from `AWS_REQUEST_CHECKSUM_CALCULATION` /
+    /// `AWS_RESPONSE_CHECKSUM_VALIDATION` (aws-config reads all of these itself).
+    ///
+    /// Nothing is sent to S3 here; credentials are resolved on the first put.
+    pub async fn connect(settings: S3Settings) -> Result<S3Store, StoreError> {
+        Self::connect_with(aws_config::defaults(BehaviorVersion::latest()), settings).await
+    }
+
+    /// Like [`S3Store::connect`], starting from a caller-prepared loader (for
+    /// explicit endpoints or credentials, e.g. in tests). Retry and timeout
+    /// settings on the loader are replaced by the store's own.
+    pub async fn connect_with(
+        loader: ConfigLoader,
+        settings: S3Settings,
+    ) -> Result<S3Store, StoreError> {
+        let S3Settings {
+            bucket,
+            force_path_style,
+            max_attempts,
+        } = settings;
+        if bucket.is_empty() {
+            return Err(StoreError::InvalidSettings {
+                bucket,
+                problem: "the bucket name is empty".to_owned(),
+            });
+        }
+        if max_attempts == 0 {
+            return Err(StoreError::InvalidSettings {
+                bucket,
+                problem: "max_attempts must be at least 1".to_owned(),
+            });
+        }
+        let shared = loader
+            .retry_config(RetryConfig::standard().with_max_attempts(max_attempts))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                    .build(),
+            )
+            .load()
+            .await;
+        let Some(region) = shared.region().map(|r| r.to_string()) else {
+            return Err(StoreError::NoRegion { bucket });
+        };
+        let config = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(force_path_style)
+            .build();
+        Ok(S3Store {
+            client: aws_sdk_s3::Client::from_conf(config),
+            bucket,
+            region,
+        })
+    }
+}
+
+impl ObjectStore for S3Store {
+    async fn put(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        metadata: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let metadata: HashMap<String, String> = metadata.iter().cloned().collect();
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/octet-stream")
+            .set_metadata(Some(metadata))
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|err| put_error(&self.bucket, key, &err))
+    }
+
+    fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    fn region(&self) -> &str {
+        &self.region
+    }
+}
+
+/// Turns an SDK failure into a [`StoreError::Put`], deciding retryability.
+fn put_error(bucket: &str, key: &str, err: &SdkError<PutObjectError>) -> StoreError {
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let retryable = match err {
+        // The request could not even be built: a bug or bad settings.
+        SdkError::ConstructionFailure(_) => false,
+        SdkError::TimeoutError(_) => true,
+        // Network trouble, or credentials that could not be fetched right now
+        // (e.g. STS unreachable for IRSA); only a user-caused failure is final.
+        SdkError::DispatchFailure(failure) => !failure.is_user(),
+        // A reply we could not read: a proxy or a cut connection.
+        SdkError::ResponseError(_) => true,
+        _ => service_error_is_transient(status, err.code()),
+    };
+    let detail = match (err, err.code()) {
+        // S3's own answer says it best: "HTTP 403 AccessDenied: Forbidden: ...".
+        (SdkError::ServiceError(_), Some(code)) => format!(
+            "HTTP {} {code}: {}",
+            status.map_or_else(|| "?".to_owned(), |s| s.to_string()),
+            err.message().unwrap_or("(no message)")
+        ),
+        _ => error_chain(err),
+    };
+    StoreError::Put {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        retryable,
+        detail,
+    }
+}
+
+/// The error and its causes, `outer: inner: root`. This is what
+/// [`aws_sdk_s3::error::DisplayErrorContext`] prints minus the `Debug` dump it appends, which
+/// holds the raw response with all its headers: noisy in logs and Slack.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut chain = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        // Wrappers often repeat their cause's text; say it once.
+        if !text.is_empty() && !chain.ends_with(&text) {
+            chain.push_str(": ");
+            chain.push_str(&text);
+        }
+        source = cause.source();
+    }
+    chain
+}
+
+/// Whether an error reply from S3 may go away by itself.
+fn service_error_is_transient(status: Option<u16>, code: Option<&str>) -> bool {
+    let transient_code = matches!(
+        code,
+        Some(
+            "SlowDown"
+                | "RequestTimeout"
+                | "InternalError"
+                | "ServiceUnavailable"
+                | "Throttling"
+                | "ThrottlingException"
+                | "RequestTimeTooSkewed"
+                | "ExpiredToken"
+                | "TokenRefreshRequired"
+        )
+    );
+    transient_code || matches!(status, Some(408 | 429 | 500..=599))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::dump::{MemoryStats, Trigger};
+
+    fn at(secs: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2025, 3, 7, 9, 5, secs)
+            .single()
+            .unwrap()
+    }
+
+    #[test]
+    fn key_has_the_documented_shape() {
+        assert_eq!(
+            object_key("dumps/", "api-7f9c", at(4), Reason::SlowLeak),
+            "dumps/api-7f9c-2025-03-07-09-05-04-slow-leak.pprof"
+        );
+        // Prefix and pod are glued together as given.
+        assert_eq!(
+            object_key("x", "pod", at(59), Reason::Baseline),
+            "xpod-2025-03-07-09-05-59-baseline.pprof"
+        );
+    }
+
+    #[test]
+    fn allocator_never_repeats_a_key() {
+        let mut keys = KeyAllocator::new();
+        let first = keys.allocate("p/", "pod", at(1), Reason::Spike);
+        let second = keys.allocate("p/", "pod", at(1), Reason::Spike);
+        let third = keys.allocate("p/", "pod", at(1), Reason::Spike);
+        assert_eq!(first, "p/pod-2025-03-07-09-05-01-spike.pprof");
+        assert_eq!(second, "p/pod-2025-03-07-09-05-01-spike-2.pprof");
+        assert_eq!(third, "p/pod-2025-03-07-09-05-01-spike-3.pprof");
+        // Another second or another reason is a different key already.
+        assert_eq!(
+            keys.allocate("p/", "pod", at(2), Reason::Spike),
+            "p/pod-2025-03-07-09-05-02-spike.pprof"
+        );
+        assert_eq!(
+            keys.allocate("p/", "pod", at(1), Reason::Baseline),
+            "p/pod-2025-03-07-09-05-01-baseline.pprof"
+        );
+    }
+
+    #[test]
+    fn reserved_keys_are_skipped() {
+        let mut keys = KeyAllocator::new();
+        assert!(keys.reserve("pod-2025-03-07-09-05-01-spike.pprof", at(1)));
+        assert!(keys.reserve("pod-2025-03-07-09-05-01-spike-2.pprof", at(1)));
+        assert!(!keys.reserve("pod-2025-03-07-09-05-01-spike-2.pprof", at(1)));
+        assert_eq!(
+            keys.allocate("", "pod", at(1), Reason::Spike),
+            "pod-2025-03-07-09-05-01-spike-3.pprof"
+        );
+    }
+
+    #[test]
+    fn allocator_forgets_only_old_keys() {
+        let mut keys = KeyAllocator::new();
+        let old = at(0) - chrono::TimeDelta::days(3);
+        keys.allocate("", "pod", old, Reason::Spike);
+        let start = at(0);
+        for i in 0..KeyAllocator::PRUNE_AT {
+            let when = start + chrono::TimeDelta::seconds(i as i64);
+            keys.allocate("", "pod", when, Reason::Spike);
+        }
+        assert_eq!(keys.issued.len(), KeyAllocator::PRUNE_AT);
+        // Recent keys are still remembered ...
+        assert_eq!(
+            keys.allocate("", "pod", start, Reason::Spike),
+            "pod-2025-03-07-09-05-00-spike-2.pprof"
+        );
+        // ... the three-day-old one was forgotten.
+        assert_eq!(
+            keys.allocate("", "pod", old, Reason::Spike),
+            "pod-2025-03-04-09-05-00-spike.pprof"
+        );
+    }
+
+    #[test]
+    fn uri_and_console_link() {
+        assert_eq!(s3_uri("b", "p/k.pprof"), "s3://b/p/k.pprof");
+        assert_eq!(
+            console_url("my-bucket", "eu-west-1", "dumps/pod a+b&c=d.pprof"),
+            "https://s3.console.aws.amazon.com/s3/object/my-bucket?region=eu-west-1\
+             &prefix=dumps/pod%20a%2Bb%26c%3Dd.pprof"
+        );
+        assert_eq!(percent_encode("é?#", true), "%C3%A9%3F%23");
+    }
+
+    fn info() -> DumpInfo {
+        DumpInfo {
+            id: "d-42".to_owned(),
+            reason: Reason::Spike,
+            trigger: Trigger::Event,
+            binary: "api-server".to_owned(),
+            pid: 4242,
+            pod: "api-7f9c".to_owned(),
+            captured_at: at(4),
+            key: "k".to_owned(),
+            stats: MemoryStats {
+                current: 3_000_000_000,
+                p50: Some(1_000),
+                p95: Some(2_000),
+                baseline_p50: None,
+            },
+            size: 10,
+        }
+    }
+
+    #[test]
+    fn metadata_lists_every_figure() {
+        let metadata: HashMap<_, _> = object_metadata(&info()).into_iter().collect();
+        let expect = [
+            ("pod", "api-7f9c"),
+            ("binary", "api-server"),
+            ("reason", "spike"),
+            ("trigger", "event"),
+            ("pid", "4242"),
+            ("rss-anon-bytes", "3000000000"),
+            ("p50-bytes", "1000"),
+            ("p95-bytes", "2000"),
+            ("baseline-p50-bytes", "none"),
+            ("captured-at", "2025-03-07T09:05:04.000Z"),
+            ("dump-id", "d-42"),
+        ];
+        assert_eq!(metadata.len(), expect.len());
+        for (name, value) in expect {
+            assert_eq!(
+                metadata.get(name).map(String::as_str),
+                Some(value),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn metadata_values_are_header_safe() {
+        let mut info = info();
+        info.binary = "sérvice\n100%".to_owned();
+        let metadata: HashMap<_, _> = object_metadata(&info).into_iter().collect();
+        assert_eq!(metadata["binary"], "s%C3%A9rvice%0A100%25");
+    }
+
+    #[test]
+    fn transient_service_errors() {
+        assert!(service_error_is_transient(Some(503), Some("SlowDown")));
+        assert!(service_error_is_transient(Some(500), None));
+        assert!(service_error_is_transient(
+            Some(400),
+            Some("RequestTimeout")
+        ));
+        assert!(!service_error_is_transient(Some(403), Some("AccessDenied")));
+        assert!(!service_error_is_transient(Some(404), Some("NoSuchBucket")));
+        assert!(!service_error_is_transient(None, None));
+    }
+
+    #[tokio::test]
+    async fn bad_settings_are_refused_before_any_network() {
+        let settings = |bucket: &str, max_attempts| S3Settings {
+            bucket: bucket.to_owned(),
+            force_path_style: true,
+            max_attempts,
+        };
+        let err = S3Store::connect(settings("", 3)).await.unwrap_err();
+        assert!(matches!(err, StoreError::InvalidSettings { .. }), "{err}");
+        let err = S3Store::connect(settings("b", 0)).await.unwrap_err();
+        assert!(err.to_string().contains("max_attempts"), "{err}");
+        assert!(!err.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn missing_region_is_a_clear_error() {
+        // An explicit empty loader: no env or profile region can leak in.
+        let loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(None::<aws_sdk_s3::config::Region>)
+            .no_credentials();
+        let err = S3Store::connect_with(
+            loader,
+            S3Settings {
+                bucket: "dumps".to_owned(),
+                force_path_style: false,
+                max_attempts: 1,
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, StoreError::NoRegion { .. }), "{err}");
+        assert!(err.to_string().contains("AWS_REGION"), "{err}");
+        assert!(err.to_string().contains("dumps"), "{err}");
+    }
+}

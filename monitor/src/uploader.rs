@@ -1,0 +1,331 @@
+//! Background delivery: takes spooled dumps, uploads them with exponential
+//! backoff and jitter until stored, removes them from the spool, and alerts
+//! Slack. Detection never waits for it.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+
+use crate::dump::Reason;
+use crate::notify::{Alert, Location, SlackNotifier};
+use crate::spool::{Spool, SpoolRecord, Spooled};
+use crate::store::{ObjectStore, object_metadata, s3_uri};
+
+/// Delivery settings.
+#[derive(Debug, Clone)]
+pub struct UploaderSettings {
+    /// First retry delay.
+    pub initial_delay: Duration,
+    /// Backoff cap (UPLOAD_RETRY_MAX_DELAY).
+    pub max_delay: Duration,
+    /// Alert anyway (saying the dump is spooled) once a dump is this old and
+    /// still not stored (ALERT_SPOOLED_AFTER).
+    pub alert_spooled_after: Duration,
+    /// "ebpf" or "procfs", for alerts.
+    pub mode: String,
+}
+
+/// Handle to the running uploader.
+pub struct Uploader {
+    tx: mpsc::UnboundedSender<Payload>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Uploader {
+    /// Starts delivering: first whatever the spool already holds (a previous
+    /// run's leftovers), then what [`Uploader::deliver`] hands over.
+    pub fn spawn<S: ObjectStore>(
+        store: S,
+        notifier: Option<SlackNotifier>,
+        spool: Spool,
+        settings: UploaderSettings,
+        shutdown: watch::Receiver<bool>,
+    ) -> Uploader {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let worker = Worker {
+            store,
+            notifier: notifier.map(Arc::new),
+            spool,
+            settings,
+            rx,
+            shutdown,
+        };
+        Uploader {
+            tx,
+            task: tokio::spawn(worker.run()),
+        }
+    }
+
+    /// Queues a spooled dump for upload.
+    pub fn deliver(&self, dump: Spooled) {
+        if self.tx.send(Payload::Spooled(dump)).is_err() {
+            error!("uploader has stopped; the dump stays in the spool for the next start");
+        }
+    }
+
+    /// Queues a dump that could not be spooled (disk full, say): uploaded from
+    /// memory, lost only if the monitor stops before it is stored.
+    pub fn deliver_unspooled(&self, record: SpoolRecord, bytes: Vec<u8>) {
+        if self.tx.send(Payload::Memory(record, bytes)).is_err() {
+            error!("uploader has stopped; an unspooled dump is lost");
+        }
+    }
+
+    /// Stops taking new dumps and waits up to `bound` for the current upload.
+    /// Whatever is not stored by then stays in the spool for the next start.
+    pub async fn finish(self, bound: Duration) {
+        drop(self.tx);
+        if tokio::time::timeout(bound, self.task).await.is_err() {
+            warn!(
+                ?bound,
+                "uploads still running at shutdown; the spool keeps them for the next start"
+            );
+        }
+    }
+}
+
+struct Worker<S> {
+    store: S,
+    notifier: Option<Arc<SlackNotifier>>,
+    spool: Spool,
+    settings: UploaderSettings,
+    rx: mpsc::UnboundedReceiver<Payload>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// A dump to deliver: on disk in the spool, or only in memory.
+enum Payload {
+    Spooled(Spooled),
+    Memory(SpoolRecord, Vec<u8>),
+}
+
+impl Payload {
+    fn record(&self) -> &SpoolRecord {
+        match self {
+            Payload::Spooled(s) => &s.record,
+            Payload::Memory(r, _) => r,
+        }
+    }
+
+    fn location(&self) -> String {
+        match self {
+            Payload::Spooled(s) => s.path.display().to_string(),
+            Payload::Memory(..) => "memory only (spool write failed)".into(),
+        }
+    }
+}
+
+/// One dump being delivered.
+struct Job {
+    dump: Payload,
+    attempts: u32,
+    alerted_spooled: bool,
+}
+
+impl<S: ObjectStore> Worker<S> {
+    async fn run(mut self) {
+        let mut queue: VecDeque<Job> = VecDeque::new();
+        match self.spool.pending() {
+            Ok((leftovers, bad)) => {
+                for e in bad {
+                    error!(error = %e, "skipping an unreadable spool entry");
+                }
+                if !leftovers.is_empty() {
+                    info!(count = leftovers.len(), dir = %self.spool.dir().display(), "uploading dumps left in the spool by an earlier run");
+                }
+                queue.extend(leftovers.into_iter().map(|d| Job::new(Payload::Spooled(d))));
+            }
+            Err(e) => {
+                error!(error = %e, "cannot list the spool; earlier dumps will not be retried until restart")
+            }
+        }
+        let mut open = true;
+        loop {
+            // Take what has arrived without waiting.
+            while let Ok(d) = self.rx.try_recv() {
+                queue.push_back(Job::new(d));
+            }
+            let Some(mut job) = queue.pop_front() else {
+                if !open {
+                    return;
+                }
+                match self.rx.recv().await {
+                    Some(d) => queue.push_back(Job::new(d)),
+                    None => open = false,
+                }
+                continue;
+            };
+            if self.attempt(&mut job).await {
+                continue;
+            }
+            let delay = backoff(
+                job.attempts,
+                self.settings.initial_delay,
+                self.settings.max_delay,
+            );
+            queue.push_front(job);
+            if *self.shutdown.borrow() {
+                info!(
+                    pending = queue.len(),
+                    "shutting down: undelivered dumps stay in the spool for the next start"
+                );
+                return;
+            }
+            let deadline = Instant::now() + delay;
+            // Sleep, but wake for shutdown; new dumps just queue up behind.
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    changed = self.shutdown.changed() => {
+                        if changed.is_err() || *self.shutdown.borrow() {
+                            info!(pending = queue.len(), "shutting down: undelivered dumps stay in the spool for the next start");
+                            return;
+                        }
+                    }
+                    msg = self.rx.recv(), if open => match msg {
+                        Some(d) => queue.push_back(Job::new(d)),
+                        None => open = false,
+                    },
+                }
+            }
+        }
+    }
+
+    /// One upload attempt; true when the job is done (stored, or impossible).
+    async fn attempt(&self, job: &mut Job) -> bool {
+        job.attempts += 1;
+        let info = &job.dump.record().info;
+        let bytes = match &job.dump {
+            Payload::Spooled(s) => match self.spool.read(s) {
+                Ok(b) => b,
+                Err(e) => {
+                    error!(error = %e, key = %info.key, "spooled dump vanished before upload; nothing left to store");
+                    return true;
+                }
+            },
+            Payload::Memory(_, b) => b.clone(),
+        };
+        let started = Instant::now();
+        match self
+            .store
+            .put(&info.key, bytes, &object_metadata(info))
+            .await
+        {
+            Ok(()) => {
+                info!(
+                    uri = %s3_uri(self.store.bucket(), &info.key),
+                    reason = %info.reason,
+                    bytes = info.size,
+                    attempts = job.attempts,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "dump stored"
+                );
+                if let Payload::Spooled(s) = &job.dump
+                    && let Err(e) = self.spool.remove(s)
+                {
+                    warn!(error = %e, "stored, but could not remove it from the spool; it may be uploaded again (same key, same bytes)");
+                }
+                self.alert(
+                    job,
+                    Location::Stored {
+                        bucket: self.store.bucket().to_string(),
+                        region: self.store.region().to_string(),
+                        key: info.key.clone(),
+                    },
+                );
+                true
+            }
+            Err(e) => {
+                warn!(
+                    error = %e,
+                    key = %info.key,
+                    attempt = job.attempts,
+                    kept_in = %job.dump.location(),
+                    "upload failed; the dump stays spooled and will be retried"
+                );
+                let age = chrono::Utc::now()
+                    .signed_duration_since(info.captured_at)
+                    .to_std()
+                    .unwrap_or_default();
+                if !job.alerted_spooled && age >= self.settings.alert_spooled_after {
+                    job.alerted_spooled = true;
+                    self.alert(
+                        job,
+                        Location::Spooled {
+                            path: job.dump.location().into(),
+                            why: e.to_string(),
+                        },
+                    );
+                }
+                false
+            }
+        }
+    }
+
+    /// Sends a Slack alert in the background so a slow Slack never holds uploads.
+    fn alert(&self, job: &Job, location: Location) {
+        let Some(notifier) = self.notifier.clone() else {
+            return;
+        };
+        if job.dump.record().info.reason == Reason::Baseline {
+            return;
+        }
+        let record = job.dump.record().clone();
+        let mode = self.settings.mode.clone();
+        tokio::spawn(async move {
+            let alert = Alert {
+                info: &record.info,
+                location,
+                latest_baseline_key: record.baseline_key.clone(),
+                mode: &mode,
+            };
+            match notifier.send(&alert).await {
+                Ok(()) => info!(key = %record.info.key, "Slack alert sent"),
+                Err(e) => {
+                    error!(error = %e, key = %record.info.key, "Slack alert failed; the dump itself is safe")
+                }
+            }
+        });
+    }
+}
+
+impl Job {
+    fn new(dump: Payload) -> Job {
+        Job {
+            dump,
+            attempts: 0,
+            alerted_spooled: false,
+        }
+    }
+}
+
+/// Exponential backoff with full jitter on the upper half: attempt n waits a
+/// random time in [d/2, d] where d = initial × 2^(n-1), capped at `max`.
+pub fn backoff(attempt: u32, initial: Duration, max: Duration) -> Duration {
+    let exp = initial.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+    let ceiling = exp.min(max);
+    let floor = ceiling / 2;
+    let jitter = rand::rng().random_range(0.0..=1.0);
+    floor + (ceiling - floor).mul_f64(jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let (i, m) = (Duration::from_secs(1), Duration::from_secs(60));
+        for attempt in 1..30 {
+            let d = backoff(attempt, i, m);
+            let ceiling = (i * 2u32.pow((attempt - 1).min(20))).min(m);
+            assert!(d >= ceiling / 2 && d <= ceiling, "attempt {attempt}: {d:?}");
+        }
+        assert!(backoff(30, i, m) <= m);
+    }
+}

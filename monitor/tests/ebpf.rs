@@ -1,0 +1,404 @@
+//! eBPF mode against the real kernel: the programs load, attach, and wake the
+//! monitor for the watched process only.
+//!
+//! Needs root (CAP_BPF + CAP_PERFMON) and an object built with the eBPF
+//! toolchain. Under `CI=true` a missing object or missing privileges fail the
+//! tests; elsewhere the tests say loudly that they did not run.
+//!
+//! The faulting processes are this test binary re-executed as a child (see
+//! [`child_process`]): it waits for commands on stdin, so the test can attach
+//! before the child touches memory.
+#![cfg(feature = "ebpf")]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use monitor::ebpf::{self, EbpfSettings, EbpfWatcher, WakeEvent, WakeKind};
+
+/// Env var that turns this binary into the faulting child.
+const CHILD_ENV: &str = "MONITOR_EBPF_TEST_CHILD";
+/// Env var that turns this binary into the namespace-side checker.
+const NS_ENV: &str = "MONITOR_EBPF_TEST_IN_NS";
+
+/// Whether the tests can run here; panics under CI when they cannot.
+fn can_run() -> bool {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    let why = if !ebpf::object_built() {
+        Some("the eBPF object was not built (run `cargo xtask setup`)")
+    } else if unsafe { libc::geteuid() } != 0 {
+        Some("not root")
+    } else {
+        None
+    };
+    match why {
+        None => true,
+        Some(why) if ci => panic!("CI=true but eBPF tests cannot run: {why}"),
+        Some(why) => {
+            eprintln!("!!! eBPF TEST NOT RUN: {why}");
+            false
+        }
+    }
+}
+
+/// Settings for the tests: no throttle, so counts reflect the kernel side.
+fn settings(period: u64) -> EbpfSettings {
+    EbpfSettings {
+        fault_sample_period: period,
+        syscall_hooks: true,
+        min_event_gap: Duration::ZERO,
+    }
+}
+
+/// A re-executed copy of this binary that faults memory on command.
+struct Faulter {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Faulter {
+    fn spawn() -> Self {
+        Self::spawn_with(Command::new(std::env::current_exe().unwrap()))
+    }
+
+    /// `cmd` runs this test binary (possibly behind a wrapper).
+    fn spawn_with(mut cmd: Command) -> Self {
+        cmd.args([
+            "--exact",
+            "child_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn the faulting child");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut f = Self {
+            child,
+            stdin,
+            stdout,
+        };
+        f.expect_line("ready");
+        f
+    }
+
+    /// Child's PID in its own PID namespace (equal to `id()` outside one).
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn expect_line(&mut self, want: &str) -> String {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = self.stdout.read_line(&mut line).unwrap();
+            assert!(n > 0, "child exited before saying {want:?}");
+            // Skip libtest's own chatter.
+            if let Some(rest) = line.trim().strip_prefix(want) {
+                return rest.trim().to_string();
+            }
+        }
+    }
+
+    /// Allocate `mib` MiB, touch every page, free it; `rounds` times.
+    fn fault(&mut self, mib: usize, rounds: usize) {
+        writeln!(self.stdin, "fault {mib} {rounds}").unwrap();
+        self.stdin.flush().unwrap();
+        self.expect_line("faulted");
+    }
+
+    fn exit(mut self) {
+        writeln!(self.stdin, "exit").unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "faulting child failed: {status}");
+    }
+}
+
+/// The faulting child (does nothing unless re-executed by a test).
+#[test]
+fn child_process() {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        return;
+    }
+    let mut out = std::io::stdout();
+    writeln!(out, "ready").unwrap();
+    out.flush().unwrap();
+    for line in std::io::stdin().lock().lines() {
+        let line = line.unwrap();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["fault", mib, rounds] => {
+                let bytes: usize = mib.parse::<usize>().unwrap() << 20;
+                for _ in 0..rounds.parse::<usize>().unwrap() {
+                    // Big enough that malloc mmaps it and free munmaps it,
+                    // so every round faults fresh pages.
+                    let mut v = vec![0u8; bytes];
+                    for i in (0..bytes).step_by(4096) {
+                        v[i] = 1;
+                    }
+                    std::hint::black_box(&v);
+                }
+                writeln!(out, "faulted").unwrap();
+                out.flush().unwrap();
+            }
+            ["exit"] => return,
+            other => panic!("unknown command {other:?}"),
+        }
+    }
+}
+
+/// Everything the watcher reports until `quiet` passes without an event.
+async fn drain(watcher: &mut EbpfWatcher, quiet: Duration) -> Vec<WakeEvent> {
+    let mut events = Vec::new();
+    while let Ok(event) = tokio::time::timeout(quiet, watcher.next_event()).await {
+        events.push(event.expect("ring buffer read"));
+    }
+    events
+}
+
+fn count(events: &[WakeEvent], pid: i32, kind: WakeKind) -> usize {
+    events
+        .iter()
+        .filter(|e| e.pid == pid as u32 && e.kind == kind)
+        .count()
+}
+
+#[tokio::test]
+async fn programs_load_and_attach() {
+    if !can_run() {
+        return;
+    }
+    let mut watcher = EbpfWatcher::load(&EbpfSettings::default()).expect("load");
+    let child = Faulter::spawn();
+    watcher.watch(child.pid()).expect("watch");
+    let points = watcher.attach_points();
+    println!("attach points: {points:#?}");
+    assert!(
+        points[0].starts_with("perf_event:page-faults/4096"),
+        "{points:?}"
+    );
+    assert!(
+        points[0].contains(&format!("pid {}", child.pid())),
+        "{points:?}"
+    );
+    for syscall in ["mmap", "munmap", "brk"] {
+        assert!(
+            points
+                .iter()
+                .any(|p| p.starts_with("fexit:") && p.ends_with(&format!("sys_{syscall}"))),
+            "no fexit hook for {syscall}: {points:?}"
+        );
+    }
+    watcher.unwatch();
+    assert!(watcher.attach_points()[0].contains("no target"));
+    child.exit();
+}
+
+#[tokio::test]
+async fn faulting_target_wakes_the_monitor_and_others_do_not() {
+    if !can_run() {
+        return;
+    }
+    let mut watcher = EbpfWatcher::load(&settings(4096)).expect("load");
+    let mut target = Faulter::spawn();
+    let mut other = Faulter::spawn();
+    watcher.watch(target.pid()).expect("watch");
+
+    // An unrelated process faulting hard: nothing may arrive.
+    other.fault(64, 4);
+    let events = drain(&mut watcher, Duration::from_millis(300)).await;
+    assert!(
+        events.is_empty(),
+        "events while only the unrelated pid {} faulted: {events:?}",
+        other.pid()
+    );
+
+    // The target: 4 rounds of 64 MiB = 65536 faults ≈ 16 samples, 4 mmaps.
+    let started = Instant::now();
+    target.fault(64, 4);
+    let events = drain(&mut watcher, Duration::from_millis(300)).await;
+    let elapsed = started.elapsed();
+    let faults = count(&events, target.pid(), WakeKind::PageFaults);
+    let mmaps = count(&events, target.pid(), WakeKind::Mmap);
+    let munmaps = count(&events, target.pid(), WakeKind::Munmap);
+    println!(
+        "target pid {}: {} events in {elapsed:?} ({faults} page-faults, {mmaps} mmap, {munmaps} munmap); stats {:?}",
+        target.pid(),
+        events.len(),
+        watcher.stats().unwrap()
+    );
+    assert!(
+        events.iter().all(|e| e.pid == target.pid() as u32),
+        "events from other pids: {events:?}"
+    );
+    assert!(faults >= 8, "expected ~16 page-fault samples, got {faults}");
+    assert!(
+        events
+            .iter()
+            .filter(|e| e.kind == WakeKind::PageFaults)
+            .all(|e| e.value == 4096),
+        "page-fault events carry the sample period"
+    );
+    assert!(mmaps >= 4, "expected an mmap per round, got {mmaps}");
+    assert!(munmaps >= 4, "expected a munmap per round, got {munmaps}");
+
+    target.exit();
+    other.exit();
+}
+
+#[tokio::test]
+async fn events_follow_the_target_when_it_changes() {
+    if !can_run() {
+        return;
+    }
+    let mut watcher = EbpfWatcher::load(&settings(1024)).expect("load");
+    let mut first = Faulter::spawn();
+    let mut second = Faulter::spawn();
+
+    watcher.watch(first.pid()).expect("watch first");
+    first.fault(16, 1);
+    let events = drain(&mut watcher, Duration::from_millis(300)).await;
+    assert!(
+        count(&events, first.pid(), WakeKind::PageFaults) > 0,
+        "{events:?}"
+    );
+
+    // Switch while the old target still runs: it must fall silent.
+    watcher.watch(second.pid()).expect("watch second");
+    first.fault(16, 2);
+    second.fault(16, 1);
+    let events = drain(&mut watcher, Duration::from_millis(300)).await;
+    assert!(
+        events.iter().all(|e| e.pid == second.pid() as u32),
+        "events not from the new target {}: {events:?}",
+        second.pid()
+    );
+    assert!(
+        count(&events, second.pid(), WakeKind::PageFaults) > 0,
+        "{events:?}"
+    );
+    assert!(
+        count(&events, second.pid(), WakeKind::Mmap) > 0,
+        "{events:?}"
+    );
+
+    // The target exits and a new one starts (a restart).
+    let old = second.pid();
+    second.exit();
+    watcher.unwatch();
+    let mut third = Faulter::spawn();
+    watcher.watch(third.pid()).expect("watch third");
+    third.fault(16, 1);
+    first.fault(16, 1);
+    let events = drain(&mut watcher, Duration::from_millis(300)).await;
+    assert!(
+        events.iter().all(|e| e.pid == third.pid() as u32),
+        "{events:?}"
+    );
+    assert!(!events.iter().any(|e| e.pid == old as u32));
+    assert!(
+        count(&events, third.pid(), WakeKind::PageFaults) > 0,
+        "{events:?}"
+    );
+    assert!(
+        count(&events, third.pid(), WakeKind::Mmap) > 0,
+        "{events:?}"
+    );
+
+    first.exit();
+    third.exit();
+}
+
+#[tokio::test]
+async fn throttle_bounds_the_event_rate() {
+    if !can_run() {
+        return;
+    }
+    // 1 fault per sample and a 50 ms gap: at most ~20 events/s per CPU per kind.
+    let gap = Duration::from_millis(50);
+    let mut watcher = EbpfWatcher::load(&EbpfSettings {
+        fault_sample_period: 1,
+        syscall_hooks: true,
+        min_event_gap: gap,
+    })
+    .expect("load");
+    let mut target = Faulter::spawn();
+    watcher.watch(target.pid()).expect("watch");
+    let started = Instant::now();
+    target.fault(64, 4);
+    let elapsed = started.elapsed();
+    let events = drain(&mut watcher, Duration::from_millis(300)).await;
+    let stats = watcher.stats().unwrap();
+    let faults = count(&events, target.pid(), WakeKind::PageFaults);
+    println!("throttled run: {faults} page-fault events in {elapsed:?}; stats {stats:?}");
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u128;
+    let bound = (elapsed.as_millis() / gap.as_millis() + 1) * cpus;
+    assert!(faults > 0);
+    assert!(
+        faults as u128 <= bound,
+        "{faults} events exceed the throttle bound {bound}"
+    );
+    assert!(
+        stats.throttled > 60_000,
+        "65536 faults mostly throttled: {stats:?}"
+    );
+    target.exit();
+}
+
+/// Runs [`in_pid_namespace_checker`] inside `unshare --pid --fork
+/// --mount-proc`, like a sidecar that sees only its pod's PIDs.
+#[test]
+fn watching_inside_a_new_pid_namespace() {
+    if !can_run() {
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc"])
+        .arg(&exe)
+        .args([
+            "--exact",
+            "in_pid_namespace_checker",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(NS_ENV, "1")
+        .output()
+        .expect("run unshare (util-linux)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "checker failed in the new PID namespace"
+    );
+    assert!(stdout.contains("NS-CHECK-OK"), "checker did not run");
+}
+
+/// The namespace side of [`watching_inside_a_new_pid_namespace`].
+#[test]
+fn in_pid_namespace_checker() {
+    if std::env::var_os(NS_ENV).is_none() {
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut watcher = EbpfWatcher::load(&settings(1024)).expect("load in the namespace");
+        let mut target = Faulter::spawn();
+        let pid = target.pid();
+        // /proc is this namespace's: the child has a small PID here.
+        assert!(pid < 100, "expected a namespace-local pid, got {pid}");
+        watcher.watch(pid).expect("watch by the namespace's pid");
+        target.fault(16, 2);
+        let events = drain(&mut watcher, Duration::from_millis(300)).await;
+        println!("in-namespace pid {pid}: {events:?}");
+        assert!(events.iter().all(|e| e.pid == pid as u32), "{events:?}");
+        assert!(count(&events, pid, WakeKind::PageFaults) > 0, "{events:?}");
+        assert!(count(&events, pid, WakeKind::Mmap) > 0, "{events:?}");
+        target.exit();
+        println!("NS-CHECK-OK pid {pid}: {} events", events.len());
+    });
+}

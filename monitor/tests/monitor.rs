@@ -1,0 +1,416 @@
+//! End to end, procfs mode: the real monitor binary against the real demo
+//! jemalloc target, a real S3-compatible store (Garage on loopback) and a
+//! Slack stand-in.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use support::demo::{DemoOptions, DemoTarget};
+use support::garage::TestGarage;
+use support::monitor::{Monitor, base_env};
+use support::slack::SlackStandIn;
+
+const MIB: u64 = 1 << 20;
+
+/// One test's parts: Garage, a demo target, a runtime for S3 calls.
+struct Rig {
+    rt: tokio::runtime::Runtime,
+    garage: TestGarage,
+    demo: DemoTarget,
+    spool: tempfile::TempDir,
+}
+
+impl Rig {
+    fn new(opts: DemoOptions) -> Rig {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let garage = TestGarage::start().expect("garage starts");
+        let demo = DemoTarget::spawn(opts);
+        Rig {
+            rt,
+            garage,
+            demo,
+            spool: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// The monitor environment for this rig, with `extra` overriding.
+    fn env(&self, extra: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut env = base_env(
+            self.demo.name(),
+            self.demo.socket_dir(),
+            &self.spool.path().join("spool"),
+        );
+        env.extend(self.garage.monitor_env());
+        for (k, v) in extra {
+            env.insert(k.to_string(), v.to_string());
+        }
+        env
+    }
+
+    fn keys(&self) -> Vec<String> {
+        self.rt.block_on(self.garage.list_keys("it/"))
+    }
+
+    /// Waits until the bucket holds `n` keys ending in `-<reason>.pprof` (suffix `-2`… included).
+    fn wait_for_keys(
+        &self,
+        reason: &str,
+        n: usize,
+        timeout: Duration,
+        monitor: &Monitor,
+    ) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found: Vec<String> = self
+                .keys()
+                .into_iter()
+                .filter(|k| is_reason(k, reason))
+                .collect();
+            if found.len() >= n {
+                return found;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "expected {n} {reason} object(s) within {timeout:?}, bucket holds {:?}\nmonitor log:\n{}\ndemo log:\n{}",
+                    self.keys(),
+                    monitor.logs().join("\n"),
+                    self.demo.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn object(&self, key: &str) -> (Vec<u8>, HashMap<String, String>) {
+        self.rt.block_on(self.garage.get_object(key))
+    }
+}
+
+/// True for `...-<reason>.pprof` and `...-<reason>-N.pprof`.
+fn is_reason(key: &str, reason: &str) -> bool {
+    let stem = key.strip_suffix(".pprof").unwrap_or(key);
+    let stem = match stem.rsplit_once('-') {
+        Some((head, n))
+            if n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty() && head.ends_with(reason) =>
+        {
+            head
+        }
+        _ => stem,
+    };
+    stem.ends_with(&format!("-{reason}"))
+}
+
+/// `it/pod-a-YYYY-MM-DD-HH-MM-SS-<reason>.pprof`, checked field by field.
+fn assert_key_form(key: &str, reason: &str) {
+    let rest = key
+        .strip_prefix("it/pod-a-")
+        .unwrap_or_else(|| panic!("{key}: prefix and pod"));
+    let (stamp, tail) = rest.split_at(19);
+    assert_eq!(tail, format!("-{reason}.pprof"), "{key}");
+    chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d-%H-%M-%S")
+        .unwrap_or_else(|e| panic!("{key}: time {stamp}: {e}"));
+}
+
+fn steady(base_mib: usize) -> DemoOptions {
+    DemoOptions {
+        pattern: "steady".into(),
+        base_mib,
+        ..DemoOptions::default()
+    }
+}
+
+#[test]
+fn baseline_then_slow_leak_is_stored_alerted_and_cooled_down() {
+    let rig = Rig::new(steady(32));
+    let slack = SlackStandIn::start();
+    let slack_url = slack.url();
+    let monitor = Monitor::start(&rig.env(&[
+        ("SLACK_API_TOKEN", "xoxb-test-token"),
+        ("SLACK_API_URL", &slack_url),
+        ("ENVIRONMENT", "staging"),
+        ("NETWORK", "testnet"),
+        ("DUMP_COOLDOWN", "60s"),
+    ]));
+
+    // The baseline dump: the seed's key form, a real pprof, the metadata.
+    let baseline = rig
+        .wait_for_keys("baseline", 1, Duration::from_secs(30), &monitor)
+        .remove(0);
+    assert_key_form(&baseline, "baseline");
+    let (body, meta) = rig.object(&baseline);
+    let profile = support::pprof::decode(&body).expect("baseline is a valid gzipped pprof");
+    assert!(profile.samples > 0, "{profile:?}");
+    assert!(!profile.functions.is_empty(), "function names are present");
+    assert_eq!(
+        meta.get("pod").map(String::as_str),
+        Some("pod-a"),
+        "{meta:?}"
+    );
+    assert_eq!(
+        meta.get("binary").map(String::as_str),
+        Some(rig.demo.name()),
+        "{meta:?}"
+    );
+    assert_eq!(
+        meta.get("reason").map(String::as_str),
+        Some("baseline"),
+        "{meta:?}"
+    );
+
+    // Leak in steps small enough not to be spikes (1.5x), until P50 passes baseline + 16 MiB.
+    monitor.wait_for(&["baseline P50 set"], 1, Duration::from_secs(20));
+    for _ in 0..4 {
+        rig.demo.leak(8);
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let leak = rig
+        .wait_for_keys("slow-leak", 1, Duration::from_secs(30), &monitor)
+        .remove(0);
+    assert_key_form(&leak, "slow-leak");
+    let (body, meta) = rig.object(&leak);
+    support::pprof::decode(&body).expect("slow-leak dump is a valid pprof");
+    let current: u64 = meta
+        .get("rss-anon-bytes")
+        .and_then(|v| v.parse().ok())
+        .expect("current in metadata");
+    let base: u64 = meta
+        .get("baseline-p50-bytes")
+        .and_then(|v| v.parse().ok())
+        .expect("baseline in metadata");
+    assert!(
+        current > base + 16 * MIB,
+        "current {current} baseline {base}"
+    );
+    for field in ["p50-bytes", "p95-bytes"] {
+        assert!(
+            meta.get(field).is_some_and(|v| v.parse::<u64>().is_ok()),
+            "{field} in {meta:?}"
+        );
+    }
+
+    // The alert: routed channel, every field a person needs.
+    let requests = slack.wait_for_requests(1, Duration::from_secs(15));
+    let alert = &requests[0];
+    assert!(alert.path.ends_with("/chat.postMessage"), "{}", alert.path);
+    assert_eq!(
+        alert.authorization.as_deref(),
+        Some("Bearer xoxb-test-token")
+    );
+    assert_eq!(alert.body["channel"], "alerts-barn");
+    let text = alert.raw.clone();
+    for needle in [
+        "testnet",
+        rig.demo.name(),
+        "staging",
+        "pod-a",
+        "slow-leak",
+        "procfs",
+        &leak,
+        &baseline,
+        "s3://dumps/",
+        "s3.console.aws.amazon.com",
+    ] {
+        assert!(text.contains(needle), "alert lacks {needle:?}: {text}");
+    }
+
+    // Cooldown: keep leaking past another threshold; no second slow-leak dump
+    // inside DUMP_COOLDOWN, and the log says the rule was held.
+    for _ in 0..6 {
+        rig.demo.leak(8);
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let leaks: Vec<_> = rig
+        .keys()
+        .into_iter()
+        .filter(|k| is_reason(k, "slow-leak"))
+        .collect();
+    assert_eq!(
+        leaks.len(),
+        1,
+        "second slow-leak dump inside the cooldown: {leaks:?}"
+    );
+    assert!(
+        !monitor
+            .matching(&["rule matched but is in cooldown", "slow-leak"])
+            .is_empty(),
+        "held detection not logged:\n{}",
+        monitor.logs().join("\n")
+    );
+    assert_eq!(slack.requests().len(), 1, "baseline dumps never alert");
+}
+
+#[test]
+fn a_spike_produces_a_spike_dump() {
+    let rig = Rig::new(steady(32));
+    let monitor = Monitor::start(&rig.env(&[]));
+    rig.wait_for_keys("baseline", 1, Duration::from_secs(30), &monitor);
+    monitor.wait_for(&["baseline P50 set"], 1, Duration::from_secs(20));
+    // Longer than two ticks, so polling sees it.
+    rig.demo.spike(160, 1500);
+    let spike = rig
+        .wait_for_keys("spike", 1, Duration::from_secs(30), &monitor)
+        .remove(0);
+    assert_key_form(&spike, "spike");
+    let (body, meta) = rig.object(&spike);
+    support::pprof::decode(&body).expect("spike dump is a valid pprof");
+    assert_eq!(meta.get("trigger").map(String::as_str), Some("tick"));
+    let detected = monitor.wait_for(&["spike detected"], 1, Duration::from_secs(1));
+    assert!(
+        detected[0].contains("p95="),
+        "detection logs its numbers: {}",
+        detected[0]
+    );
+}
+
+#[test]
+fn a_spike_in_cooldown_does_not_mask_a_slow_leak() {
+    let rig = Rig::new(steady(32));
+    // Spike cooldown = 10 × 300 ms = 3 s; slow-leak cooldown 200 ms.
+    let monitor = Monitor::start(&rig.env(&[
+        ("CHECK_INTERVAL", "300ms"),
+        ("HISTORY_WINDOW_SIZE", "10"),
+        ("DUMP_COOLDOWN", "200ms"),
+    ]));
+    rig.wait_for_keys("baseline", 1, Duration::from_secs(30), &monitor);
+    monitor.wait_for(&["baseline P50 set"], 1, Duration::from_secs(20));
+    // A lasting jump: a spike now, then the window's P50 follows it up (a leak)
+    // while the spike rule is still cooling down.
+    rig.demo.leak(128);
+    let spike = rig
+        .wait_for_keys("spike", 1, Duration::from_secs(20), &monitor)
+        .remove(0);
+    let leak = rig
+        .wait_for_keys("slow-leak", 1, Duration::from_secs(20), &monitor)
+        .remove(0);
+    let at = |key: &str| {
+        let (_, meta) = rig.object(key);
+        chrono::DateTime::parse_from_rfc3339(meta.get("captured-at").expect("captured-at"))
+            .unwrap_or_else(|e| panic!("captured-at of {key}: {e}"))
+    };
+    let gap = at(&leak) - at(&spike);
+    assert!(
+        gap < chrono::TimeDelta::seconds(3),
+        "the slow leak waited for the spike cooldown: {gap:?}\n{}",
+        monitor.logs().join("\n")
+    );
+}
+
+#[test]
+fn a_target_name_longer_than_comm_is_found() {
+    let name = "demo-target-with-a-long-name";
+    let rig = Rig::new(DemoOptions {
+        exe_name: Some(name.into()),
+        ..steady(16)
+    });
+    assert_eq!(rig.demo.name(), name);
+    let monitor = Monitor::start(&rig.env(&[]));
+    rig.wait_for_keys("baseline", 1, Duration::from_secs(30), &monitor);
+    let found = monitor.wait_for(&["target found"], 1, Duration::from_secs(1));
+    assert!(found[0].contains(&rig.demo.pid().to_string()), "{found:?}");
+}
+
+#[test]
+fn a_restarted_target_gets_a_new_baseline_and_the_monitor_stays_up() {
+    let mut rig = Rig::new(steady(16));
+    let monitor = Monitor::start(&rig.env(&[]));
+    rig.wait_for_keys("baseline", 1, Duration::from_secs(30), &monitor);
+    let first_pid = rig.demo.pid();
+    rig.demo.kill();
+    monitor.wait_for(
+        &["target exited or was replaced"],
+        1,
+        Duration::from_secs(10),
+    );
+    monitor.wait_for(
+        &["waiting for the target process"],
+        1,
+        Duration::from_secs(10),
+    );
+    rig.demo.restart();
+    assert_ne!(rig.demo.pid(), first_pid);
+    rig.wait_for_keys("baseline", 2, Duration::from_secs(30), &monitor);
+    assert_eq!(
+        monitor.try_status(),
+        None,
+        "the monitor never exits because the target is missing"
+    );
+}
+
+#[test]
+fn sigterm_stops_cleanly_with_status_zero() {
+    let rig = Rig::new(steady(16));
+    let mut monitor = Monitor::start(&rig.env(&[("SHUTDOWN_TIMEOUT", "3s")]));
+    rig.wait_for_keys("baseline", 1, Duration::from_secs(30), &monitor);
+    let sent = Instant::now();
+    monitor.signal(libc::SIGTERM);
+    let status = monitor
+        .wait(Duration::from_secs(6))
+        .expect("exits within twice the bound");
+    assert!(status.success(), "{status:?}");
+    assert!(sent.elapsed() < Duration::from_secs(6));
+    assert!(!monitor.matching(&["SIGTERM received"]).is_empty());
+}
+
+#[test]
+fn bad_configuration_lists_every_problem_and_starts_nothing() {
+    let out = std::process::Command::new(support::monitor::binary())
+        .env_clear()
+        .env("BINARY_NAME", "a/b")
+        .env("CHECK_INTERVAL", "0")
+        .env("SPIKE_MULTIPLIER", "0.5")
+        .env("SLACK_API_TOKEN", "xoxb-very-secret")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "BINARY_NAME=\"a/b\"",
+        "CHECK_INTERVAL=\"0\"",
+        "SPIKE_MULTIPLIER=\"0.5\"",
+        "MEMORY_CHANGE_THRESHOLD: required",
+        "POD_NAME: required",
+        "ENVIRONMENT: required when SLACK_API_TOKEN is set",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
+    assert!(!err.contains("xoxb-very-secret"));
+}
+
+#[test]
+fn help_lists_every_variable_with_its_default() {
+    let out = std::process::Command::new(support::monitor::binary())
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for var in [
+        "BINARY_NAME",
+        "CHECK_INTERVAL",
+        "MEMORY_CHANGE_THRESHOLD",
+        "INITIAL_DELAY",
+        "DUMP_COOLDOWN",
+        "S3_BUCKET",
+        "S3_PATH_PREFIX",
+        "POD_NAME",
+        "HISTORY_WINDOW_SIZE",
+        "SPIKE_MULTIPLIER",
+        "SLACK_API_TOKEN",
+        "ENVIRONMENT",
+        "NETWORK",
+        "SLACK_CHANNEL",
+        "MONITOR_MODE",
+    ] {
+        assert!(
+            help.contains(&format!("env: {var}")),
+            "--help lacks {var}:\n{help}"
+        );
+    }
+    assert!(
+        help.contains("[default: 60]") && help.contains("[default: 3]"),
+        "{help}"
+    );
+}
