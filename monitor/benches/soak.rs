@@ -1,0 +1,2 @@
+//! Soak benchmark (being written).
+fn main() {}

@@ -1,0 +1,696 @@
+//! Observability: Prometheus metrics and the health endpoints.
+//!
+//! [`Metrics`] holds every counter and gauge; the loop and the uploader update
+//! it through small methods (atomics only, nothing waits). [`serve`] exposes it
+//! on METRICS_ADDR:
+//!
+//! - `/metrics`: the OpenMetrics text format (Prometheus reads it), every name
+//!   prefixed `memory_monitor_`.
+//! - `/healthz`: 200 while the loop is alive and sampling (it ticked within
+//!   [`Metrics::stale_after`]), 503 otherwise. For a liveness probe.
+//! - `/readyz`: 200 once the configuration is loaded and the loop is running,
+//!   503 before and during shutdown. Not gated on the target: a native
+//!   sidecar's readiness gates its whole pod, so a missing target must not
+//!   keep the pod (and so the target) from starting.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+use thiserror::Error;
+use tracing::error;
+
+use crate::dump::{MemoryStats, Reason, Trigger};
+
+/// Content type of the OpenMetrics text format that [`Metrics::encode`] writes.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Ticks that may be missed before `/healthz` reports the loop as stuck.
+const HEALTH_INTERVALS: u32 = 3;
+/// Added to the health bound so a 10 ms interval is not judged by scheduling noise.
+const HEALTH_SLACK: Duration = Duration::from_secs(1);
+
+/// Every reason, so each label exists (at 0) from the first scrape and
+/// `rate()` works before the first dump.
+const REASONS: [Reason; 3] = [Reason::Baseline, Reason::Spike, Reason::SlowLeak];
+const TRIGGERS: [Trigger; 3] = [Trigger::Tick, Trigger::Event, Trigger::Startup];
+const MODES: [&str; 2] = ["ebpf", "procfs"];
+
+/// A label set of one pair.
+type One = [(&'static str, &'static str); 1];
+/// A label set of two pairs.
+type Two = [(&'static str, &'static str); 2];
+
+/// Where a dump failed, for `memory_monitor_dumps_failed_total{stage}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailedStage {
+    /// The heap-dump socket gave no dump (no cooldown starts; baselines retry).
+    Capture,
+    /// The dump could not be written to the spool (uploaded from memory instead).
+    Spool,
+    /// One upload attempt failed (the dump stays spooled and is retried).
+    Upload,
+    /// The dump was gone before it could be uploaded (dropped from a full spool).
+    Lost,
+}
+
+impl FailedStage {
+    fn as_str(self) -> &'static str {
+        match self {
+            FailedStage::Capture => "capture",
+            FailedStage::Spool => "spool",
+            FailedStage::Upload => "upload",
+            FailedStage::Lost => "lost",
+        }
+    }
+}
+
+const STAGES: [FailedStage; 4] = [
+    FailedStage::Capture,
+    FailedStage::Spool,
+    FailedStage::Upload,
+    FailedStage::Lost,
+];
+
+/// The monitor's metrics and health state. Shared as `Arc<Metrics>`.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    rss_anon: Gauge,
+    window_p50: Gauge,
+    window_p95: Gauge,
+    baseline_p50: Gauge,
+    samples: Counter,
+    detections: Family<Two, Counter>,
+    captured: Family<One, Counter>,
+    uploaded: Family<One, Counter>,
+    failed: Family<One, Counter>,
+    spooled: Counter,
+    dropped: Family<One, Counter>,
+    upload_queue: Gauge,
+    upload_seconds: Histogram,
+    delivery_seconds: Histogram,
+    ebpf_events: Counter,
+    mode: Family<One, Gauge>,
+    target_restarts: Counter,
+    target_found: Gauge,
+    baseline_taken: Gauge,
+    ever_found: AtomicBool,
+    started: Instant,
+    /// Milliseconds after `started` of the last tick, plus one; 0 = never.
+    last_tick: AtomicU64,
+    running: AtomicBool,
+    stale_after: Duration,
+}
+
+impl Metrics {
+    /// Metrics for a loop ticking every `check_interval` (sets the `/healthz` bound).
+    pub fn new(check_interval: Duration) -> Metrics {
+        let mut registry = Registry::with_prefix("memory_monitor");
+        let m = Metrics {
+            registry: Registry::default(),
+            rss_anon: Gauge::default(),
+            window_p50: Gauge::default(),
+            window_p95: Gauge::default(),
+            baseline_p50: Gauge::default(),
+            samples: Counter::default(),
+            detections: Family::default(),
+            captured: Family::default(),
+            uploaded: Family::default(),
+            failed: Family::default(),
+            spooled: Counter::default(),
+            dropped: Family::default(),
+            upload_queue: Gauge::default(),
+            // 10 ms .. ~160 s: a local store answers in milliseconds, a slow link in minutes.
+            upload_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 15)),
+            // 0.1 s .. ~27 h: from capture to stored, outages included.
+            delivery_seconds: Histogram::new(exponential_buckets(0.1, 3.0, 14)),
+            ebpf_events: Counter::default(),
+            mode: Family::default(),
+            target_restarts: Counter::default(),
+            target_found: Gauge::default(),
+            baseline_taken: Gauge::default(),
+            ever_found: AtomicBool::new(false),
+            started: Instant::now(),
+            last_tick: AtomicU64::new(0),
+            running: AtomicBool::new(false),
+            stale_after: check_interval.saturating_mul(HEALTH_INTERVALS) + HEALTH_SLACK,
+        };
+        registry.register_with_unit(
+            "rss_anon",
+            "RssAnon of the target at the last sample (0 without a target)",
+            Unit::Bytes,
+            m.rss_anon.clone(),
+        );
+        registry.register_with_unit(
+            "window_p50",
+            "P50 of the sample window (0 while empty)",
+            Unit::Bytes,
+            m.window_p50.clone(),
+        );
+        registry.register_with_unit(
+            "window_p95",
+            "P95 of the sample window (0 while empty)",
+            Unit::Bytes,
+            m.window_p95.clone(),
+        );
+        registry.register_with_unit(
+            "baseline_p50",
+            "Baseline P50 of the current target (0 until the window first fills)",
+            Unit::Bytes,
+            m.baseline_p50.clone(),
+        );
+        registry.register(
+            "samples",
+            "RssAnon samples taken (ticks and eBPF resamples)",
+            m.samples.clone(),
+        );
+        registry.register(
+            "detections",
+            "Rules that fired, by reason and trigger (held by a cooldown: not counted)",
+            m.detections.clone(),
+        );
+        registry.register(
+            "dumps_captured",
+            "Heap dumps received from the target, by reason",
+            m.captured.clone(),
+        );
+        registry.register(
+            "dumps_uploaded",
+            "Heap dumps stored in the bucket, by reason",
+            m.uploaded.clone(),
+        );
+        registry.register(
+            "dumps_failed",
+            "Dump failures by stage: capture, spool (write), upload (one attempt; retried), lost (gone before upload)",
+            m.failed.clone(),
+        );
+        registry.register(
+            "dumps_spooled",
+            "Heap dumps written to the spool",
+            m.spooled.clone(),
+        );
+        registry.register(
+            "dumps_dropped",
+            "Heap dumps dropped from a full spool before they were stored, by reason",
+            m.dropped.clone(),
+        );
+        registry.register(
+            "upload_queue",
+            "Dumps waiting for upload (spooled or in memory)",
+            m.upload_queue.clone(),
+        );
+        registry.register_with_unit(
+            "upload_duration",
+            "Time of the successful upload request of each stored dump",
+            Unit::Seconds,
+            m.upload_seconds.clone(),
+        );
+        registry.register_with_unit(
+            "delivery_delay",
+            "Time from capture to stored, retries and outages included",
+            Unit::Seconds,
+            m.delivery_seconds.clone(),
+        );
+        registry.register(
+            "ebpf_events",
+            "eBPF wake-ups received",
+            m.ebpf_events.clone(),
+        );
+        registry.register(
+            "mode",
+            "How memory changes are noticed: 1 for the current mode",
+            m.mode.clone(),
+        );
+        registry.register(
+            "target_restarts",
+            "Target processes found after the first (restarts or replacements)",
+            m.target_restarts.clone(),
+        );
+        registry.register(
+            "target_found",
+            "1 while a target process is watched",
+            m.target_found.clone(),
+        );
+        registry.register(
+            "baseline_taken",
+            "1 once the current target's baseline dump is captured",
+            m.baseline_taken.clone(),
+        );
+        for reason in REASONS {
+            let r = [("reason", reason.as_str())];
+            // `get_or_create` makes the series; the guard it returns is not needed.
+            let _ = m.captured.get_or_create(&r);
+            let _ = m.uploaded.get_or_create(&r);
+            let _ = m.dropped.get_or_create(&r);
+            for trigger in TRIGGERS {
+                if reason != Reason::Baseline && trigger != Trigger::Startup {
+                    m.detections.get_or_create(&[
+                        ("reason", reason.as_str()),
+                        ("trigger", trigger.as_str()),
+                    ]);
+                }
+            }
+        }
+        for stage in STAGES {
+            let _ = m.failed.get_or_create(&[("stage", stage.as_str())]);
+        }
+        for mode in MODES {
+            let _ = m.mode.get_or_create(&[("mode", mode)]);
+        }
+        Metrics { registry, ..m }
+    }
+
+    /// The metrics in the OpenMetrics text format ([`CONTENT_TYPE`]).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail; an encoder error would be a bug in a
+        // metric, reported in the body rather than panicking the server.
+        if let Err(e) = encode(&mut out, &self.registry) {
+            error!(error = %e, "cannot encode the metrics");
+            out.push_str("# encoding failed\n");
+        }
+        out
+    }
+
+    /// The loop ticked (with or without a target).
+    pub fn tick(&self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.last_tick.store(ms + 1, Ordering::Relaxed);
+    }
+
+    /// The loop started (true) or stopped (false) running.
+    pub fn set_running(&self, running: bool) {
+        self.running.store(running, Ordering::Relaxed);
+    }
+
+    /// A sample was taken: the current figures.
+    pub fn sample(&self, rss_anon: u64, stats: &MemoryStats) {
+        self.samples.inc();
+        self.rss_anon.set(gauge(rss_anon));
+        self.window_p50.set(stats.p50.map_or(0, gauge));
+        self.window_p95.set(stats.p95.map_or(0, gauge));
+        self.baseline_p50.set(stats.baseline_p50.map_or(0, gauge));
+    }
+
+    /// A rule fired (counted even when a capture in flight means no dump follows).
+    pub fn detection(&self, reason: Reason, trigger: Trigger) {
+        self.detections
+            .get_or_create(&[("reason", reason.as_str()), ("trigger", trigger.as_str())])
+            .inc();
+    }
+
+    /// A heap dump arrived from the target.
+    pub fn captured(&self, reason: Reason) {
+        self.captured
+            .get_or_create(&[("reason", reason.as_str())])
+            .inc();
+        if reason == Reason::Baseline {
+            self.baseline_taken.set(1);
+        }
+    }
+
+    /// A dump was written to the spool.
+    pub fn spooled(&self) {
+        self.spooled.inc();
+    }
+
+    /// A dump was dropped from a full spool before it was stored.
+    pub fn dropped(&self, reason: Reason) {
+        self.dropped
+            .get_or_create(&[("reason", reason.as_str())])
+            .inc();
+    }
+
+    /// Something failed on a dump's way to the bucket.
+    pub fn failed(&self, stage: FailedStage) {
+        self.failed
+            .get_or_create(&[("stage", stage.as_str())])
+            .inc();
+    }
+
+    /// A dump was stored: the successful request took `took`, and `since_capture`
+    /// passed between capture and now.
+    pub fn uploaded(&self, reason: Reason, took: Duration, since_capture: Duration) {
+        self.uploaded
+            .get_or_create(&[("reason", reason.as_str())])
+            .inc();
+        self.upload_seconds.observe(took.as_secs_f64());
+        self.delivery_seconds.observe(since_capture.as_secs_f64());
+    }
+
+    /// Dumps waiting for upload right now.
+    pub fn set_upload_queue(&self, pending: usize) {
+        self.upload_queue
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
+    }
+
+    /// An eBPF wake-up arrived.
+    pub fn ebpf_event(&self) {
+        self.ebpf_events.inc();
+    }
+
+    /// The current mode, "ebpf" or "procfs" (1 for it, 0 for the other).
+    pub fn set_mode(&self, mode: &str) {
+        for m in MODES {
+            self.mode
+                .get_or_create(&[("mode", m)])
+                .set(i64::from(m == mode));
+        }
+    }
+
+    /// A target process was found; every one after the first counts as a restart.
+    pub fn target_found(&self) {
+        if self.ever_found.swap(true, Ordering::Relaxed) {
+            self.target_restarts.inc();
+        }
+        self.target_found.set(1);
+        self.baseline_taken.set(0);
+    }
+
+    /// The target exited or was replaced; its figures no longer apply.
+    pub fn target_lost(&self) {
+        self.target_found.set(0);
+        self.baseline_taken.set(0);
+        for g in [
+            &self.rss_anon,
+            &self.window_p50,
+            &self.window_p95,
+            &self.baseline_p50,
+        ] {
+            g.set(0);
+        }
+    }
+
+    /// How long the loop may go without a tick before `/healthz` fails.
+    pub fn stale_after(&self) -> Duration {
+        self.stale_after
+    }
+
+    /// Liveness: `Ok` with the time since the last tick, or why not.
+    pub fn health(&self) -> Result<Duration, String> {
+        let last = self.last_tick.load(Ordering::Relaxed);
+        if last == 0 {
+            return Err("the monitor loop has not ticked yet".into());
+        }
+        let since = self
+            .started
+            .elapsed()
+            .saturating_sub(Duration::from_millis(last - 1));
+        if since > self.stale_after {
+            Err(format!(
+                "the monitor loop last ticked {} ms ago (bound {} ms)",
+                since.as_millis(),
+                self.stale_after.as_millis()
+            ))
+        } else {
+            Ok(since)
+        }
+    }
+
+    /// Readiness: configuration loaded and the loop running.
+    pub fn ready(&self) -> bool {
+        self.running.load(Ordering::Relaxed)
+    }
+}
+
+/// Bytes as a gauge value (they fit: no process has 2^63 bytes).
+fn gauge(bytes: u64) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
+}
+
+/// The metrics server could not start.
+#[derive(Debug, Error)]
+pub enum MetricsError {
+    /// METRICS_ADDR could not be bound.
+    #[error("cannot listen on METRICS_ADDR {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// The running metrics server.
+#[derive(Debug)]
+pub struct MetricsServer {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MetricsServer {
+    /// The address actually bound (the port is chosen when METRICS_ADDR asks for 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops serving.
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+/// Binds `addr` and serves `/metrics`, `/healthz` and `/readyz` in the background.
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<MetricsServer, MetricsError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| MetricsError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| MetricsError::Bind { addr, source })?;
+    let app = Router::new()
+        .route("/metrics", get(metrics_page))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(metrics);
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            error!(addr = %bound, error = %e, "metrics server stopped");
+        }
+    });
+    Ok(MetricsServer { addr: bound, task })
+}
+
+async fn metrics_page(State(m): State<Arc<Metrics>>) -> Response {
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], m.encode()).into_response()
+}
+
+async fn healthz(State(m): State<Arc<Metrics>>) -> Response {
+    match m.health() {
+        Ok(since) => (
+            StatusCode::OK,
+            format!("ok: last tick {} ms ago\n", since.as_millis()),
+        )
+            .into_response(),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy: {why}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn readyz(State(m): State<Arc<Metrics>>) -> Response {
+    if m.ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the monitor loop is not running\n",
+        )
+            .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A value from the exposition: the line `name{labels} value`.
+    fn value(text: &str, series: &str) -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+            .parse()
+            .unwrap_or_else(|e| panic!("{series}: {e}"))
+    }
+
+    #[test]
+    fn every_series_is_exposed_from_the_start() {
+        let m = Metrics::new(Duration::from_secs(1));
+        let text = m.encode();
+        for series in [
+            "memory_monitor_rss_anon_bytes",
+            "memory_monitor_window_p50_bytes",
+            "memory_monitor_window_p95_bytes",
+            "memory_monitor_baseline_p50_bytes",
+            "memory_monitor_samples_total",
+            "memory_monitor_detections_total{reason=\"spike\",trigger=\"event\"}",
+            "memory_monitor_detections_total{reason=\"slow-leak\",trigger=\"tick\"}",
+            "memory_monitor_dumps_captured_total{reason=\"baseline\"}",
+            "memory_monitor_dumps_uploaded_total{reason=\"spike\"}",
+            "memory_monitor_dumps_failed_total{stage=\"upload\"}",
+            "memory_monitor_dumps_spooled_total",
+            "memory_monitor_dumps_dropped_total{reason=\"slow-leak\"}",
+            "memory_monitor_upload_duration_seconds_count",
+            "memory_monitor_delivery_delay_seconds_count",
+            "memory_monitor_ebpf_events_total",
+            "memory_monitor_mode{mode=\"ebpf\"}",
+            "memory_monitor_target_restarts_total",
+            "memory_monitor_target_found",
+            "memory_monitor_baseline_taken",
+        ] {
+            assert_eq!(value(&text, series), 0.0, "{series}");
+        }
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn updates_show_in_the_exposition() {
+        let m = Metrics::new(Duration::from_secs(1));
+        m.set_mode("procfs");
+        m.target_found();
+        let stats = MemoryStats {
+            current: 300,
+            p50: Some(100),
+            p95: Some(200),
+            baseline_p50: None,
+        };
+        m.sample(300, &stats);
+        m.sample(300, &stats);
+        m.detection(Reason::Spike, Trigger::Tick);
+        m.captured(Reason::Baseline);
+        m.spooled();
+        m.uploaded(
+            Reason::Baseline,
+            Duration::from_millis(30),
+            Duration::from_secs(2),
+        );
+        m.failed(FailedStage::Upload);
+        m.dropped(Reason::Spike);
+        m.ebpf_event();
+        m.target_lost();
+        m.target_found();
+        let t = m.encode();
+        assert_eq!(value(&t, "memory_monitor_samples_total"), 2.0);
+        assert_eq!(
+            value(
+                &t,
+                "memory_monitor_detections_total{reason=\"spike\",trigger=\"tick\"}"
+            ),
+            1.0
+        );
+        assert_eq!(
+            value(
+                &t,
+                "memory_monitor_dumps_captured_total{reason=\"baseline\"}"
+            ),
+            1.0
+        );
+        assert_eq!(
+            value(
+                &t,
+                "memory_monitor_dumps_uploaded_total{reason=\"baseline\"}"
+            ),
+            1.0
+        );
+        assert_eq!(
+            value(&t, "memory_monitor_upload_duration_seconds_count"),
+            1.0
+        );
+        assert_eq!(
+            value(&t, "memory_monitor_upload_duration_seconds_sum"),
+            0.03
+        );
+        assert_eq!(
+            value(&t, "memory_monitor_dumps_failed_total{stage=\"upload\"}"),
+            1.0
+        );
+        assert_eq!(
+            value(&t, "memory_monitor_dumps_dropped_total{reason=\"spike\"}"),
+            1.0
+        );
+        assert_eq!(value(&t, "memory_monitor_ebpf_events_total"), 1.0);
+        assert_eq!(value(&t, "memory_monitor_mode{mode=\"procfs\"}"), 1.0);
+        assert_eq!(value(&t, "memory_monitor_mode{mode=\"ebpf\"}"), 0.0);
+        assert_eq!(value(&t, "memory_monitor_target_restarts_total"), 1.0);
+        assert_eq!(value(&t, "memory_monitor_target_found"), 1.0);
+        // The new target has no baseline yet and the old one's figures are gone.
+        assert_eq!(value(&t, "memory_monitor_baseline_taken"), 0.0);
+        assert_eq!(value(&t, "memory_monitor_rss_anon_bytes"), 0.0);
+    }
+
+    #[test]
+    fn health_needs_a_recent_tick_and_readiness_a_running_loop() {
+        let m = Metrics::new(Duration::from_millis(1));
+        assert!(m.health().is_err(), "no tick yet");
+        assert!(!m.ready());
+        m.tick();
+        assert!(m.health().is_ok());
+        m.set_running(true);
+        assert!(m.ready());
+        // A stuck loop: no tick for longer than the bound.
+        std::thread::sleep(m.stale_after() + Duration::from_millis(50));
+        let why = m.health().unwrap_err();
+        assert!(why.contains("last ticked"), "{why}");
+        m.set_running(false);
+        assert!(!m.ready());
+    }
+
+    async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).await.unwrap();
+        let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (status, head.to_ascii_lowercase(), body.to_string())
+    }
+
+    #[tokio::test]
+    async fn the_server_answers_on_its_three_paths() {
+        let m = Arc::new(Metrics::new(Duration::from_secs(1)));
+        let server = serve("127.0.0.1:0".parse().unwrap(), m.clone())
+            .await
+            .unwrap();
+        let addr = server.local_addr();
+        assert_ne!(addr.port(), 0);
+
+        assert_eq!(get(addr, "/healthz").await.0, 503);
+        assert_eq!(get(addr, "/readyz").await.0, 503);
+        m.tick();
+        m.set_running(true);
+        let (status, _, body) = get(addr, "/healthz").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(get(addr, "/readyz").await.0, 200);
+        m.samples.inc();
+        let (status, head, body) = get(addr, "/metrics").await;
+        assert_eq!(status, 200);
+        assert!(head.contains("application/openmetrics-text"), "{head}");
+        assert_eq!(value(&body, "memory_monitor_samples_total"), 1.0);
+        assert_eq!(get(addr, "/nope").await.0, 404);
+
+        // A second server on the same port is refused with the address named.
+        let err = serve(addr, m.clone()).await.unwrap_err();
+        assert!(err.to_string().contains(&addr.to_string()), "{err}");
+        server.stop();
+    }
+}
