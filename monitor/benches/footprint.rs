@@ -24,9 +24,9 @@ fn usage(pid: i32) -> (f64, u64) {
         .split_whitespace()
         .collect();
     // Fields 14 and 15 (utime, stime) sit at 11 and 12 after the name.
-    let ticks: u64 = fields.get(11..13).map_or(0, |f| {
-        f.iter().filter_map(|v| v.parse::<u64>().ok()).sum()
-    });
+    let ticks: u64 = fields
+        .get(11..13)
+        .map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -23,6 +24,7 @@ use crate::config::{Config, Mode};
 use crate::detector::{Assessment, Detector, DetectorSettings};
 use crate::dump::{DumpInfo, MemoryStats, Reason, Trigger};
 use crate::ebpf::{EbpfSettings, EbpfWatcher};
+use crate::metrics::{FailedStage, Metrics};
 use crate::notify::{SlackNotifier, SlackSettings};
 use crate::procfs::{ProcError, ProcFs, ProcessId};
 use crate::spool::{Limits, Spool, SpoolRecord};
@@ -44,8 +46,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for (var, value) in config.summary() {
         info!(target: "memory_monitor::config", "{var} = {value}");
     }
+    let metrics = Arc::new(Metrics::new(config.check_interval));
+    // Up first, so /readyz says "not ready" rather than nothing while starting.
+    let _server = match config.metrics_addr {
+        Some(addr) => {
+            let server = crate::metrics::serve(addr, metrics.clone()).await?;
+            info!(addr = %server.local_addr(), "metrics server listening (/metrics, /healthz, /readyz)");
+            Some(server)
+        }
+        None => {
+            info!("metrics server off (METRICS_ADDR=off)");
+            None
+        }
+    };
     let watcher = start_ebpf(&config)?;
     let mode = if watcher.is_some() { "ebpf" } else { "procfs" };
+    metrics.set_mode(mode);
 
     let store = S3Store::connect(S3Settings {
         bucket: config.s3_bucket.clone(),
@@ -89,13 +105,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             alert_spooled_after: config.alert_spooled_after,
             mode: mode.to_string(),
         },
+        metrics.clone(),
         shutdown_rx,
     );
 
     let shutdown_timeout = config.shutdown_timeout;
-    let mut monitor = Monitor::new(config, spool, uploader, watcher);
+    let mut monitor = Monitor::new(config, spool, uploader, watcher, metrics.clone());
     let signal = shutdown_signal().await?;
     monitor.run(signal).await;
+    metrics.set_running(false);
 
     info!(bound = %human_duration(shutdown_timeout), "stopping: finishing in-flight work");
     let deadline = Instant::now() + shutdown_timeout;
@@ -165,6 +183,7 @@ pub struct Monitor {
     uploader: Uploader,
     watcher: Option<EbpfWatcher>,
     keys: KeyAllocator,
+    metrics: Arc<Metrics>,
     in_flight: Option<InFlight>,
     baseline_due: Option<Instant>,
     baseline_retry: Duration,
@@ -176,7 +195,13 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    fn new(config: Config, spool: Spool, uploader: Uploader, watcher: Option<EbpfWatcher>) -> Self {
+    fn new(
+        config: Config,
+        spool: Spool,
+        uploader: Uploader,
+        watcher: Option<EbpfWatcher>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let detector = Detector::new(DetectorSettings {
             window_size: config.history_window_size,
             spike_multiplier: config.spike_multiplier,
@@ -198,6 +223,8 @@ impl Monitor {
             &config.binary_name,
             std::process::id() as i32,
         );
+        let mut keys = KeyAllocator::default();
+        reserve_spooled_keys(&spool, &mut keys);
         Monitor {
             target,
             detector,
@@ -205,7 +232,8 @@ impl Monitor {
             spool,
             uploader,
             watcher,
-            keys: KeyAllocator::default(),
+            keys,
+            metrics,
             in_flight: None,
             baseline_due: None,
             baseline_retry: BASELINE_RETRY_MIN,
@@ -235,6 +263,7 @@ impl Monitor {
             socket = %self.dumper.socket_path().display(),
             "monitor started"
         );
+        self.metrics.set_running(true);
         let mut ticker = tokio::time::interval(self.config.check_interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -254,6 +283,7 @@ impl Monitor {
 
     async fn on_tick(&mut self) {
         let now = Instant::now();
+        self.metrics.tick();
         self.refresh_target(now);
         let Some(id) = self.target.current() else {
             return;
@@ -261,6 +291,7 @@ impl Monitor {
         match self.target.procfs().rss_anon(id.pid) {
             Ok(rss) => {
                 let assessment = self.detector.on_tick(now.into_std(), rss);
+                self.metrics.sample(rss, &assessment.stats);
                 debug!(
                     pid = id.pid,
                     rss_anon = rss,
@@ -303,6 +334,7 @@ impl Monitor {
                         baseline_in = %human_duration(self.config.initial_delay),
                         "target found"
                     );
+                    self.metrics.target_found();
                     self.detector.reset();
                     self.baseline_due = Some(now + self.config.initial_delay);
                     self.baseline_retry = BASELINE_RETRY_MIN;
@@ -324,6 +356,7 @@ impl Monitor {
                         pid = id.pid,
                         "target exited or was replaced; clearing the window and baseline"
                     );
+                    self.metrics.target_lost();
                     self.detector.reset();
                     self.baseline_due = None;
                     self.latest_baseline_key = None;
@@ -407,6 +440,7 @@ impl Monitor {
             d.reason,
             trigger.as_str(),
         );
+        self.metrics.detection(d.reason, trigger);
         if let Some(f) = &self.in_flight {
             info!(reason = %d.reason, in_flight = %f.reason, "a capture is already in flight; this detection is not queued");
             return;
@@ -439,6 +473,7 @@ impl Monitor {
         let bytes = match result {
             Ok(bytes) => bytes,
             Err(e) => {
+                self.metrics.failed(FailedStage::Capture);
                 error!(reason = %f.reason, error = %e, "heap dump failed; no cooldown started");
                 if f.reason == Reason::Baseline {
                     self.baseline_due = Some(now + self.baseline_retry);
@@ -452,8 +487,10 @@ impl Monitor {
         if same_target {
             self.detector.record_dump(f.reason, now.into_std());
         }
+        self.metrics.captured(f.reason);
         if f.reason == Reason::Baseline && same_target {
             self.baseline_due = None;
+            self.metrics.baseline_taken();
         }
         let captured_at = Utc::now();
         let key = self.keys.allocate(
@@ -474,7 +511,7 @@ impl Monitor {
             stats: f.stats,
             size: bytes.len() as u64,
         };
-        info!(reason = %info.reason, bytes = info.size, key = %info.key, "heap dump captured");
+        info!(reason = %info.reason, bytes = info.size, key = %info.key, id = %info.id, "heap dump captured");
         let baseline_key = self.latest_baseline_key.clone();
         if info.reason == Reason::Baseline {
             self.latest_baseline_key = Some(info.key.clone());
@@ -482,12 +519,15 @@ impl Monitor {
         let record = SpoolRecord { info, baseline_key };
         match self.spool.put(record.clone(), &bytes) {
             Ok((spooled, dropped)) => {
+                self.metrics.spooled();
                 for d in dropped {
+                    self.metrics.dropped(d.record.info.reason);
                     error!(key = %d.record.info.key, reason = %d.record.info.reason, "spool full: dropped the oldest dump to make room");
                 }
                 self.uploader.deliver(spooled);
             }
             Err(e) => {
+                self.metrics.failed(FailedStage::Spool);
                 error!(error = %e, key = %record.info.key, "cannot spool the dump; it will be uploaded from memory only");
                 self.uploader.deliver_unspooled(record, bytes);
             }
@@ -498,8 +538,10 @@ impl Monitor {
         let Some(event) = event else {
             warn!("eBPF event stream ended; continuing in procfs mode");
             self.watcher = None;
+            self.metrics.set_mode("procfs");
             return;
         };
+        self.metrics.ebpf_event();
         let now = Instant::now();
         debug!(?event, "eBPF wake-up");
         let ready = self
@@ -524,6 +566,7 @@ impl Monitor {
         match self.target.procfs().rss_anon(id.pid) {
             Ok(rss) => {
                 let a = self.detector.on_event(now.into_std(), rss);
+                self.metrics.sample(rss, &a.stats);
                 self.handle(a, Trigger::Event, id);
             }
             Err(e) => debug!(error = %e, "event resample failed"),
@@ -593,6 +636,27 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
+/// Reserves the keys of dumps still in the spool (a previous run's, waiting
+/// for upload), so a new dump never takes a pending dump's key and overwrites
+/// it in the bucket.
+fn reserve_spooled_keys(spool: &Spool, keys: &mut KeyAllocator) {
+    match spool.pending() {
+        Ok((pending, _)) => {
+            for d in &pending {
+                keys.reserve(&d.record.info.key, d.record.info.captured_at);
+            }
+            if !pending.is_empty() {
+                info!(
+                    count = pending.len(),
+                    "reserved the object keys of dumps waiting in the spool"
+                );
+            }
+        }
+        // The uploader reports the same listing failure; nothing to reserve.
+        Err(e) => debug!(error = %e, "cannot list the spool to reserve its keys"),
+    }
+}
+
 /// A unique id for spool files: time, reason and randomness.
 fn dump_id(at: chrono::DateTime<Utc>, reason: Reason) -> String {
     format!(
@@ -601,4 +665,59 @@ fn dump_id(at: chrono::DateTime<Utc>, reason: Reason) -> String {
         reason,
         rand::random::<u32>()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dump::{DumpInfo, MemoryStats};
+
+    #[test]
+    fn spooled_keys_are_not_handed_out_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(
+            dir.path().join("spool"),
+            Limits {
+                max_dumps: 10,
+                max_bytes: 1 << 20,
+            },
+        )
+        .unwrap();
+        let at = Utc::now();
+        let key = crate::store::object_key("p/", "pod", at, Reason::Spike);
+        let info = DumpInfo {
+            id: dump_id(at, Reason::Spike),
+            reason: Reason::Spike,
+            trigger: Trigger::Tick,
+            binary: "svc".into(),
+            pid: 1,
+            pod: "pod".into(),
+            captured_at: at,
+            key: key.clone(),
+            stats: MemoryStats::default(),
+            size: 1,
+        };
+        spool
+            .put(
+                SpoolRecord {
+                    info,
+                    baseline_key: None,
+                },
+                b"x",
+            )
+            .unwrap();
+
+        // A restarted monitor, capturing in the same second as the pending dump.
+        let mut keys = KeyAllocator::default();
+        reserve_spooled_keys(&spool, &mut keys);
+        let fresh = keys.allocate("p/", "pod", at, Reason::Spike);
+        assert_ne!(fresh, key);
+        assert!(fresh.ends_with("-spike-2.pprof"), "{fresh}");
+
+        // Without the reservation the clash is real.
+        assert_eq!(
+            KeyAllocator::default().allocate("p/", "pod", at, Reason::Spike),
+            key
+        );
+    }
 }

@@ -805,6 +805,50 @@ mod tests {
     }
 
     #[test]
+    fn every_malformed_value_is_rejected_with_its_name() {
+        let cases: &[(&str, &[&str])] = &[
+            ("BINARY_NAME", &["", "a/b", "..", "a\0b"]),
+            ("CHECK_INTERVAL", &["0", "-1", "soon", "10 parsecs"]),
+            ("MEMORY_CHANGE_THRESHOLD", &["lots", "-5MiB", "12XB"]),
+            ("INITIAL_DELAY", &["-3", "later"]),
+            ("DUMP_COOLDOWN", &["x", "-1s"]),
+            ("S3_BUCKET", &["", "  "]),
+            ("POD_NAME", &["", "../etc", "p/q"]),
+            ("HISTORY_WINDOW_SIZE", &["0", "-1", "ten", "1.5"]),
+            ("SPIKE_MULTIPLIER", &["1", "0.5", "NaN", "inf", "x"]),
+            ("SLACK_API_URL", &["slack.com/api", "ftp://x"]),
+            ("SLACK_TIMEOUT", &["0", "never"]),
+            ("DUMP_CONNECT_TIMEOUT", &["0", "x"]),
+            ("DUMP_READ_TIMEOUT", &["0", "x"]),
+            ("DUMP_MAX_SIZE", &["0", "big"]),
+            ("S3_FORCE_PATH_STYLE", &["maybe", "2"]),
+            ("S3_MAX_ATTEMPTS", &["0", "-1", "many"]),
+            ("SPOOL_DIR", &["", " "]),
+            ("SPOOL_MAX_DUMPS", &["0", "x"]),
+            ("SPOOL_MAX_SIZE", &["0", "x"]),
+            ("UPLOAD_RETRY_MAX_DELAY", &["0", "x"]),
+            ("ALERT_SPOOLED_AFTER", &["-1", "x"]),
+            ("SHUTDOWN_TIMEOUT", &["-1", "x"]),
+            ("LOG_FORMAT", &["xml", "JSON"]),
+            ("MONITOR_MODE", &["magic", "bpf"]),
+            ("EBPF_FAULT_SAMPLE_PERIOD", &["0", "x", "-4"]),
+            ("METRICS_ADDR", &["9090", "localhost", "1.2.3.4:99999"]),
+        ];
+        for (var, values) in cases {
+            for bad in *values {
+                let err = parse(&with(&[(var, bad)]))
+                    .err()
+                    .unwrap_or_else(|| panic!("{var}={bad:?} was accepted"));
+                assert_eq!(err.0.len(), 1, "{var}={bad:?}: {err}");
+                assert!(
+                    err.0[0].starts_with(&format!("{var}=")),
+                    "{var}={bad:?} not named: {err}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn multiplier_must_be_finite_and_above_one() {
         for bad in ["1", "0.5", "-2", "NaN", "inf", "three"] {
             assert!(parse(&with(&[("SPIKE_MULTIPLIER", bad)])).is_err(), "{bad}");

@@ -257,7 +257,7 @@ impl Metrics {
             let _ = m.dropped.get_or_create(&r);
             for trigger in TRIGGERS {
                 if reason != Reason::Baseline && trigger != Trigger::Startup {
-                    m.detections.get_or_create(&[
+                    let _ = m.detections.get_or_create(&[
                         ("reason", reason.as_str()),
                         ("trigger", trigger.as_str()),
                     ]);
@@ -317,9 +317,11 @@ impl Metrics {
         self.captured
             .get_or_create(&[("reason", reason.as_str())])
             .inc();
-        if reason == Reason::Baseline {
-            self.baseline_taken.set(1);
-        }
+    }
+
+    /// The current target's baseline dump is captured.
+    pub fn baseline_taken(&self) {
+        self.baseline_taken.set(1);
     }
 
     /// A dump was written to the spool.
@@ -574,6 +576,7 @@ mod tests {
         m.sample(300, &stats);
         m.detection(Reason::Spike, Trigger::Tick);
         m.captured(Reason::Baseline);
+        m.baseline_taken();
         m.spooled();
         m.uploaded(
             Reason::Baseline,

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use crate::dump::Reason;
+use crate::metrics::{FailedStage, Metrics};
 use crate::notify::{Alert, Location, SlackNotifier};
 use crate::spool::{Spool, SpoolRecord, Spooled};
 use crate::store::{ObjectStore, object_metadata, s3_uri};
@@ -39,25 +40,32 @@ pub struct Uploader {
 impl Uploader {
     /// Starts delivering: first whatever the spool already holds (a previous
     /// run's leftovers), then what [`Uploader::deliver`] hands over.
+    ///
+    /// The spool is listed here, before this returns, so a dump spooled after
+    /// the call is never both a leftover and a delivery (uploaded twice).
     pub fn spawn<S: ObjectStore>(
         store: S,
         notifier: Option<SlackNotifier>,
         spool: Spool,
         settings: UploaderSettings,
+        metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
     ) -> Uploader {
         let (tx, rx) = mpsc::unbounded_channel();
+        let leftovers = leftovers(&spool);
+        metrics.set_upload_queue(leftovers.len());
         let worker = Worker {
             store,
             notifier: notifier.map(Arc::new),
             spool,
             settings,
+            metrics,
             rx,
             shutdown,
         };
         Uploader {
             tx,
-            task: tokio::spawn(worker.run()),
+            task: tokio::spawn(worker.run(leftovers)),
         }
     }
 
@@ -89,11 +97,34 @@ impl Uploader {
     }
 }
 
+/// The dumps a previous run left in the spool, oldest first; problems logged.
+fn leftovers(spool: &Spool) -> VecDeque<Job> {
+    match spool.pending() {
+        Ok((leftovers, bad)) => {
+            for e in bad {
+                error!(error = %e, "skipping an unreadable spool entry");
+            }
+            if !leftovers.is_empty() {
+                info!(count = leftovers.len(), dir = %spool.dir().display(), "uploading dumps left in the spool by an earlier run");
+            }
+            leftovers
+                .into_iter()
+                .map(|d| Job::new(Payload::Spooled(d)))
+                .collect()
+        }
+        Err(e) => {
+            error!(error = %e, "cannot list the spool; earlier dumps will not be retried until restart");
+            VecDeque::new()
+        }
+    }
+}
+
 struct Worker<S> {
     store: S,
     notifier: Option<Arc<SlackNotifier>>,
     spool: Spool,
     settings: UploaderSettings,
+    metrics: Arc<Metrics>,
     rx: mpsc::UnboundedReceiver<Payload>,
     shutdown: watch::Receiver<bool>,
 }
@@ -125,31 +156,19 @@ struct Job {
     dump: Payload,
     attempts: u32,
     alerted_spooled: bool,
+    /// Why the last upload attempt failed.
+    last_error: Option<String>,
 }
 
 impl<S: ObjectStore> Worker<S> {
-    async fn run(mut self) {
-        let mut queue: VecDeque<Job> = VecDeque::new();
-        match self.spool.pending() {
-            Ok((leftovers, bad)) => {
-                for e in bad {
-                    error!(error = %e, "skipping an unreadable spool entry");
-                }
-                if !leftovers.is_empty() {
-                    info!(count = leftovers.len(), dir = %self.spool.dir().display(), "uploading dumps left in the spool by an earlier run");
-                }
-                queue.extend(leftovers.into_iter().map(|d| Job::new(Payload::Spooled(d))));
-            }
-            Err(e) => {
-                error!(error = %e, "cannot list the spool; earlier dumps will not be retried until restart")
-            }
-        }
+    async fn run(mut self, mut queue: VecDeque<Job>) {
         let mut open = true;
         loop {
             // Take what has arrived without waiting.
             while let Ok(d) = self.rx.try_recv() {
                 queue.push_back(Job::new(d));
             }
+            self.metrics.set_upload_queue(queue.len());
             let Some(mut job) = queue.pop_front() else {
                 if !open {
                     return;
@@ -163,17 +182,18 @@ impl<S: ObjectStore> Worker<S> {
             if self.attempt(&mut job).await {
                 continue;
             }
+            if let Some(why) = job.last_error.clone() {
+                self.alert_waiting(&mut queue, &why);
+            }
             let delay = backoff(
                 job.attempts,
                 self.settings.initial_delay,
                 self.settings.max_delay,
             );
             queue.push_front(job);
+            self.metrics.set_upload_queue(queue.len());
             if *self.shutdown.borrow() {
-                info!(
-                    pending = queue.len(),
-                    "shutting down: undelivered dumps stay in the spool for the next start"
-                );
+                stop_with(&queue);
                 return;
             }
             let deadline = Instant::now() + delay;
@@ -183,12 +203,15 @@ impl<S: ObjectStore> Worker<S> {
                     _ = tokio::time::sleep_until(deadline) => break,
                     changed = self.shutdown.changed() => {
                         if changed.is_err() || *self.shutdown.borrow() {
-                            info!(pending = queue.len(), "shutting down: undelivered dumps stay in the spool for the next start");
+                            stop_with(&queue);
                             return;
                         }
                     }
                     msg = self.rx.recv(), if open => match msg {
-                        Some(d) => queue.push_back(Job::new(d)),
+                        Some(d) => {
+                            queue.push_back(Job::new(d));
+                            self.metrics.set_upload_queue(queue.len());
+                        }
                         None => open = false,
                     },
                 }
@@ -204,7 +227,8 @@ impl<S: ObjectStore> Worker<S> {
             Payload::Spooled(s) => match self.spool.read(s) {
                 Ok(b) => b,
                 Err(e) => {
-                    error!(error = %e, key = %info.key, "spooled dump vanished before upload; nothing left to store");
+                    self.metrics.failed(FailedStage::Lost);
+                    error!(error = %e, key = %info.key, "spooled dump is gone before upload (dropped from a full spool, or deleted); nothing left to store");
                     return true;
                 }
             },
@@ -217,12 +241,14 @@ impl<S: ObjectStore> Worker<S> {
             .await
         {
             Ok(()) => {
+                let took = started.elapsed();
+                self.metrics.uploaded(info.reason, took, age_of(&job.dump));
                 info!(
                     uri = %s3_uri(self.store.bucket(), &info.key),
                     reason = %info.reason,
                     bytes = info.size,
                     attempts = job.attempts,
-                    took_ms = started.elapsed().as_millis() as u64,
+                    took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
                     "dump stored"
                 );
                 if let Payload::Spooled(s) = &job.dump
@@ -241,6 +267,7 @@ impl<S: ObjectStore> Worker<S> {
                 true
             }
             Err(e) => {
+                self.metrics.failed(FailedStage::Upload);
                 warn!(
                     error = %e,
                     key = %info.key,
@@ -248,22 +275,37 @@ impl<S: ObjectStore> Worker<S> {
                     kept_in = %job.dump.location(),
                     "upload failed; the dump stays spooled and will be retried"
                 );
-                let age = chrono::Utc::now()
-                    .signed_duration_since(info.captured_at)
-                    .to_std()
-                    .unwrap_or_default();
-                if !job.alerted_spooled && age >= self.settings.alert_spooled_after {
-                    job.alerted_spooled = true;
-                    self.alert(
-                        job,
-                        Location::Spooled {
-                            path: job.dump.location().into(),
-                            why: e.to_string(),
-                        },
-                    );
-                }
+                job.last_error = Some(e.to_string());
+                self.alert_if_overdue(job, &e.to_string());
                 false
             }
+        }
+    }
+
+    /// Alerts that `job` is spooled locally, once, if it has waited past
+    /// ALERT_SPOOLED_AFTER.
+    fn alert_if_overdue(&self, job: &mut Job, why: &str) {
+        if job.alerted_spooled || age_of(&job.dump) < self.settings.alert_spooled_after {
+            return;
+        }
+        job.alerted_spooled = true;
+        warn!(key = %job.dump.record().info.key, waited = ?age_of(&job.dump), "dump still not stored after ALERT_SPOOLED_AFTER; it stays spooled");
+        self.alert(
+            job,
+            Location::Spooled {
+                path: job.dump.location().into(),
+                why: why.to_string(),
+            },
+        );
+    }
+
+    /// The dumps queued behind a failing one are not attempted while it
+    /// fails; each still gets its "spooled locally" alert on time, with the
+    /// failure `why` that holds the queue (or its own last one) as the reason.
+    fn alert_waiting(&self, queue: &mut VecDeque<Job>, why: &str) {
+        for job in queue.iter_mut() {
+            let why = job.last_error.clone().unwrap_or_else(|| why.to_string());
+            self.alert_if_overdue(job, &why);
         }
     }
 
@@ -300,6 +342,29 @@ impl Job {
             dump,
             attempts: 0,
             alerted_spooled: false,
+            last_error: None,
+        }
+    }
+}
+
+/// Time since the dump was captured (zero if the clock went back).
+fn age_of(dump: &Payload) -> Duration {
+    chrono::Utc::now()
+        .signed_duration_since(dump.record().info.captured_at)
+        .to_std()
+        .unwrap_or_default()
+}
+
+/// Logs what is left undelivered at shutdown: spooled dumps wait for the next
+/// start; in-memory ones (spool write failed) are lost, and said so.
+fn stop_with(queue: &VecDeque<Job>) {
+    info!(
+        pending = queue.len(),
+        "shutting down: undelivered dumps stay in the spool for the next start"
+    );
+    for job in queue {
+        if let Payload::Memory(record, _) = &job.dump {
+            error!(key = %record.info.key, "shutting down with a dump that was never spooled; it is lost");
         }
     }
 }

@@ -1,0 +1,318 @@
+//! Observability and secrecy, end to end: the real monitor binary serving
+//! /metrics, /healthz and /readyz while it watches the demo target and stores
+//! in Garage; and a full run at RUST_LOG=trace whose every line is searched for
+//! the configured secrets.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use support::demo::{DemoOptions, DemoTarget};
+use support::garage::TestGarage;
+use support::monitor::{Monitor, base_env};
+use support::slack::{Behaviour, SlackStandIn};
+
+const MIB: f64 = (1 << 20) as f64;
+
+/// One test's parts: Garage, a demo target, a spool.
+struct Rig {
+    garage: TestGarage,
+    demo: DemoTarget,
+    spool: tempfile::TempDir,
+}
+
+impl Rig {
+    /// A rig whose target runs as `name` (unique per test, at most 15 bytes:
+    /// tests run in parallel and the monitor finds its target by name).
+    fn new(name: &str) -> Rig {
+        Rig {
+            garage: TestGarage::start().expect("garage starts"),
+            demo: DemoTarget::spawn(DemoOptions {
+                pattern: "steady".into(),
+                base_mib: 32,
+                exe_name: Some(name.into()),
+                ..DemoOptions::default()
+            }),
+            spool: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn env(&self, extra: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut env = base_env(
+            self.demo.name(),
+            self.demo.socket_dir(),
+            &self.spool.path().join("spool"),
+        );
+        env.extend(self.garage.monitor_env());
+        for (k, v) in extra {
+            env.insert(k.to_string(), v.to_string());
+        }
+        env
+    }
+}
+
+/// GET `path` over plain HTTP/1.1: (status, body).
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    let (head, body) = reply.split_once("\r\n\r\n").expect("HTTP reply");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    (status, body.to_string())
+}
+
+/// A scrape of /metrics, read by series (`name{labels}`).
+struct Scrape(String);
+
+impl Scrape {
+    fn take(addr: SocketAddr) -> Scrape {
+        let (status, body) = get(addr, "/metrics");
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.ends_with("# EOF\n"),
+            "OpenMetrics text ends with # EOF"
+        );
+        Scrape(body)
+    }
+
+    fn value(&self, series: &str) -> f64 {
+        self.0
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in:\n{}", self.0))
+            .parse()
+            .unwrap_or_else(|e| panic!("{series}: {e}"))
+    }
+}
+
+/// The address the monitor says it serves metrics on.
+fn metrics_addr(monitor: &Monitor) -> SocketAddr {
+    let line = monitor
+        .wait_for(&["metrics server listening"], 1, Duration::from_secs(20))
+        .remove(0);
+    let start = line.find(" addr=").expect("addr field") + 6;
+    line[start..]
+        .split_whitespace()
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line}"))
+}
+
+/// Waits until `f` holds for a fresh scrape.
+fn wait_scrape(
+    addr: SocketAddr,
+    what: &str,
+    monitor: &Monitor,
+    f: impl Fn(&Scrape) -> bool,
+) -> Scrape {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = Scrape::take(addr);
+        if f(&s) {
+            return s;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "{what}: not seen in /metrics\n{}\nmonitor log:\n{}",
+                s.0,
+                monitor.logs().join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const CAPTURED: &str = "memory_monitor_dumps_captured_total";
+const UPLOADED: &str = "memory_monitor_dumps_uploaded_total";
+
+fn reason(metric: &str, reason: &str) -> String {
+    format!("{metric}{{reason=\"{reason}\"}}")
+}
+
+#[test]
+fn metrics_and_health_follow_the_run() {
+    let mut rig = Rig::new("obs-metrics");
+    let monitor = Monitor::start(&rig.env(&[
+        ("METRICS_ADDR", "127.0.0.1:0"),
+        ("S3_MAX_ATTEMPTS", "1"),
+        // Spikes only, so the counts below are exactly what the test makes.
+        ("MEMORY_CHANGE_THRESHOLD", "10GiB"),
+    ]));
+    let addr = metrics_addr(&monitor);
+
+    // Alive, ready, and the baseline counted as captured, spooled and uploaded.
+    let s = wait_scrape(addr, "baseline uploaded", &monitor, |s| {
+        s.value(&reason(UPLOADED, "baseline")) == 1.0
+    });
+    assert_eq!(get(addr, "/healthz").0, 200);
+    assert_eq!(get(addr, "/readyz").0, 200);
+    assert_eq!(s.value(&reason(CAPTURED, "baseline")), 1.0);
+    assert_eq!(s.value("memory_monitor_dumps_spooled_total"), 1.0);
+    assert_eq!(s.value("memory_monitor_upload_duration_seconds_count"), 1.0);
+    assert!(s.value("memory_monitor_upload_duration_seconds_sum") > 0.0);
+    assert_eq!(s.value("memory_monitor_delivery_delay_seconds_count"), 1.0);
+    assert_eq!(s.value("memory_monitor_target_found"), 1.0);
+    assert_eq!(s.value("memory_monitor_baseline_taken"), 1.0);
+    assert_eq!(s.value("memory_monitor_mode{mode=\"procfs\"}"), 1.0);
+    assert_eq!(s.value("memory_monitor_mode{mode=\"ebpf\"}"), 0.0);
+    assert_eq!(s.value("memory_monitor_ebpf_events_total"), 0.0);
+    assert_eq!(s.value("memory_monitor_target_restarts_total"), 0.0);
+    assert_eq!(
+        s.value("memory_monitor_dumps_failed_total{stage=\"capture\"}"),
+        0.0
+    );
+    // The gauges show the demo's 32 MiB heap.
+    let rss = s.value("memory_monitor_rss_anon_bytes");
+    assert!(rss > 32.0 * MIB, "rss_anon {rss}");
+    // Samples keep coming.
+    let samples = s.value("memory_monitor_samples_total");
+    assert!(samples > 0.0);
+    wait_scrape(addr, "samples increase", &monitor, |s| {
+        s.value("memory_monitor_samples_total") >= samples + 3.0
+    });
+
+    // A spike: detected, captured and uploaded, and the window figures set.
+    let s = wait_scrape(addr, "baseline P50 set", &monitor, |s| {
+        s.value("memory_monitor_baseline_p50_bytes") > 0.0
+    });
+    assert!(
+        s.value("memory_monitor_window_p95_bytes") >= s.value("memory_monitor_window_p50_bytes")
+    );
+    rig.demo.spike(160, 1200);
+    let s = wait_scrape(addr, "spike uploaded", &monitor, |s| {
+        s.value(&reason(UPLOADED, "spike")) == 1.0
+    });
+    assert!(s.value("memory_monitor_detections_total{reason=\"spike\",trigger=\"tick\"}") >= 1.0);
+    assert_eq!(s.value(&reason(CAPTURED, "spike")), 1.0);
+    assert_eq!(s.value("memory_monitor_dumps_spooled_total"), 2.0);
+
+    // The target goes away: not found, no baseline, yet alive and ready (not
+    // gated on the target).
+    rig.demo.kill();
+    let s = wait_scrape(addr, "target lost", &monitor, |s| {
+        s.value("memory_monitor_target_found") == 0.0
+    });
+    assert_eq!(s.value("memory_monitor_baseline_taken"), 0.0);
+    assert_eq!(s.value("memory_monitor_rss_anon_bytes"), 0.0);
+    assert_eq!(get(addr, "/healthz").0, 200);
+    assert_eq!(get(addr, "/readyz").0, 200);
+
+    // It comes back while S3 is down: a restart, a baseline captured but not
+    // stored (failed attempts counted, queued), then stored once S3 is back.
+    rig.garage.stop();
+    rig.demo.restart();
+    let s = wait_scrape(addr, "upload failing", &monitor, |s| {
+        s.value("memory_monitor_dumps_failed_total{stage=\"upload\"}") >= 1.0
+    });
+    assert_eq!(s.value("memory_monitor_target_restarts_total"), 1.0);
+    assert_eq!(s.value("memory_monitor_target_found"), 1.0);
+    assert_eq!(s.value("memory_monitor_baseline_taken"), 1.0);
+    assert_eq!(s.value(&reason(CAPTURED, "baseline")), 2.0);
+    assert_eq!(s.value(&reason(UPLOADED, "baseline")), 1.0);
+    assert_eq!(s.value("memory_monitor_upload_queue"), 1.0);
+    rig.garage.restart().expect("garage restarts");
+    let s = wait_scrape(addr, "second baseline uploaded", &monitor, |s| {
+        s.value(&reason(UPLOADED, "baseline")) == 2.0
+    });
+    assert_eq!(s.value("memory_monitor_upload_queue"), 0.0);
+    assert_eq!(
+        s.value("memory_monitor_dumps_dropped_total{reason=\"spike\"}"),
+        0.0
+    );
+    assert_eq!(get(addr, "/nope").0, 404);
+}
+
+#[test]
+fn no_secret_reaches_any_log_line_even_at_trace() {
+    const SLACK_TOKEN: &str = "xoxb-SLACK-SECRET-3c1e9a7f";
+    const SESSION_TOKEN: &str = "SESSION-SECRET-d41d8cd98f00b204";
+    let rig = Rig::new("obs-secrets");
+    let slack = SlackStandIn::start();
+    let slack_url = slack.url();
+    let secret_key = rig.garage.secret_access_key().to_string();
+    // One failure, so the error paths log too.
+    slack.push(Behaviour::Status(500));
+    let mut env = rig.env(&[
+        ("RUST_LOG", "trace"),
+        ("SLACK_API_TOKEN", SLACK_TOKEN),
+        ("SLACK_API_URL", &slack_url),
+        ("ENVIRONMENT", "staging"),
+        ("NETWORK", "testnet"),
+        ("METRICS_ADDR", "127.0.0.1:0"),
+        ("MEMORY_CHANGE_THRESHOLD", "10GiB"),
+    ]);
+    env.insert("AWS_SESSION_TOKEN".into(), SESSION_TOKEN.into());
+    let mut monitor = Monitor::start(&env);
+    let addr = metrics_addr(&monitor);
+    // With a session token set, uploads either succeed or fail with an S3
+    // error; both paths log. Wait for the baseline's first attempt.
+    monitor.wait_for(
+        &["reason=baseline", "heap dump captured"],
+        1,
+        Duration::from_secs(30),
+    );
+    let attempted = || {
+        !monitor.matching(&["dump stored"]).is_empty()
+            || !monitor.matching(&["upload failed"]).is_empty()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !attempted() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        attempted(),
+        "no upload attempt:\n{}",
+        monitor.logs().join("\n")
+    );
+    monitor.wait_for(&["baseline P50 set"], 1, Duration::from_secs(20));
+    rig.demo.spike(160, 1200);
+    // The alert goes out (after the scripted 500) either as stored or spooled.
+    let alerted = slack.wait_for_requests(2, Duration::from_secs(60));
+    assert!(alerted.len() >= 2, "{}", monitor.logs().join("\n"));
+    assert_eq!(
+        alerted[0].authorization.as_deref(),
+        Some(format!("Bearer {SLACK_TOKEN}").as_str()),
+        "the token was really used"
+    );
+    monitor.wait_for(&["alert posted to Slack"], 1, Duration::from_secs(20));
+    let _ = Scrape::take(addr);
+    monitor.signal(libc::SIGTERM);
+    monitor.wait(Duration::from_secs(15)).expect("stops");
+
+    let logs = monitor.logs();
+    // The run really logged at trace, from the HTTP and AWS crates too.
+    for target in ["aws_smithy", "hyper", "reqwest", "aws_sigv4"] {
+        assert!(
+            logs.iter().any(|l| l.contains(target)),
+            "no log line from {target}: the test would not see what it logs"
+        );
+    }
+    assert!(logs.iter().any(|l| l.contains("TRACE")));
+    eprintln!("searched {} log lines at trace", logs.len());
+    for (name, secret) in [
+        ("AWS_SECRET_ACCESS_KEY", secret_key.as_str()),
+        ("AWS_SESSION_TOKEN", SESSION_TOKEN),
+        ("SLACK_API_TOKEN", SLACK_TOKEN),
+    ] {
+        let leaks: Vec<&String> = logs.iter().filter(|l| l.contains(secret)).collect();
+        assert!(
+            leaks.is_empty(),
+            "{name} appears in {} log line(s), e.g.:\n{}",
+            leaks.len(),
+            leaks[0]
+        );
+    }
+}
