@@ -427,6 +427,19 @@ impl Monitor {
                 human_bytes(d.limit)
             ),
         };
+        // The cooldown starts only when the capture ends, so an eBPF burst keeps
+        // matching meanwhile: say so once per sample at info, without counting
+        // it as a new detection.
+        if let Some(f) = &self.in_flight {
+            info!(
+                reason = %d.reason,
+                trigger = trigger.as_str(),
+                in_flight = %f.reason,
+                "{} matched while a capture is in flight; not queued: {rule}",
+                d.reason
+            );
+            return;
+        }
         warn!(
             reason = %d.reason,
             trigger = trigger.as_str(),
@@ -441,10 +454,6 @@ impl Monitor {
             trigger.as_str(),
         );
         self.metrics.detection(d.reason, trigger);
-        if let Some(f) = &self.in_flight {
-            info!(reason = %d.reason, in_flight = %f.reason, "a capture is already in flight; this detection is not queued");
-            return;
-        }
         self.start_capture(d.reason, trigger, d.stats, id);
     }
 

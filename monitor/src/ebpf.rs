@@ -3,8 +3,9 @@
 //!
 //! The kernel side only says "the target just faulted in another N pages" or
 //! "the target just called mmap/munmap/brk"; the app then resamples /proc,
-//! which stays the ground truth. Attach points were chosen so the monitor
-//! costs other processes on the node nothing:
+//! which stays the ground truth. Attach points were chosen so other
+//! processes on the node pay as little as possible (no per-fault hook runs
+//! outside the target; the mmap hooks run once per mmap, not per fault):
 //!
 //! - a perf_event program on the target's own `PERF_COUNT_SW_PAGE_FAULTS`
 //!   counter, opened per target thread with inherit on (threads and children

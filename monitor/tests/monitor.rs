@@ -113,17 +113,20 @@ fn assert_key_form(key: &str, reason: &str) {
         .unwrap_or_else(|e| panic!("{key}: time {stamp}: {e}"));
 }
 
-fn steady(base_mib: usize) -> DemoOptions {
+/// A steady demo target run under `name`: tests run in parallel and the
+/// monitor finds its target by name, so each test needs its own.
+fn steady(name: &str, base_mib: usize) -> DemoOptions {
     DemoOptions {
         pattern: "steady".into(),
         base_mib,
+        exe_name: Some(name.into()),
         ..DemoOptions::default()
     }
 }
 
 #[test]
 fn baseline_then_slow_leak_is_stored_alerted_and_cooled_down() {
-    let rig = Rig::new(steady(32));
+    let rig = Rig::new(steady("mm-leak", 32));
     let slack = SlackStandIn::start();
     let slack_url = slack.url();
     let monitor = Monitor::start(&rig.env(&[
@@ -244,7 +247,7 @@ fn baseline_then_slow_leak_is_stored_alerted_and_cooled_down() {
 
 #[test]
 fn a_spike_produces_a_spike_dump() {
-    let rig = Rig::new(steady(32));
+    let rig = Rig::new(steady("mm-spike", 32));
     let monitor = Monitor::start(&rig.env(&[]));
     rig.wait_for_keys("baseline", 1, Duration::from_secs(30), &monitor);
     monitor.wait_for(&["baseline P50 set"], 1, Duration::from_secs(20));
@@ -267,7 +270,7 @@ fn a_spike_produces_a_spike_dump() {
 
 #[test]
 fn a_spike_in_cooldown_does_not_mask_a_slow_leak() {
-    let rig = Rig::new(steady(32));
+    let rig = Rig::new(steady("mm-mask", 32));
     // Spike cooldown = 10 × 300 ms = 3 s; slow-leak cooldown 200 ms.
     let monitor = Monitor::start(&rig.env(&[
         ("CHECK_INTERVAL", "300ms"),
@@ -303,7 +306,7 @@ fn a_target_name_longer_than_comm_is_found() {
     let name = "demo-target-with-a-long-name";
     let rig = Rig::new(DemoOptions {
         exe_name: Some(name.into()),
-        ..steady(16)
+        ..steady("unused", 16)
     });
     assert_eq!(rig.demo.name(), name);
     let monitor = Monitor::start(&rig.env(&[]));
@@ -314,7 +317,7 @@ fn a_target_name_longer_than_comm_is_found() {
 
 #[test]
 fn a_restarted_target_gets_a_new_baseline_and_the_monitor_stays_up() {
-    let mut rig = Rig::new(steady(16));
+    let mut rig = Rig::new(steady("mm-restart", 16));
     let monitor = Monitor::start(&rig.env(&[]));
     rig.wait_for_keys("baseline", 1, Duration::from_secs(30), &monitor);
     let first_pid = rig.demo.pid();
@@ -341,7 +344,7 @@ fn a_restarted_target_gets_a_new_baseline_and_the_monitor_stays_up() {
 
 #[test]
 fn sigterm_stops_cleanly_with_status_zero() {
-    let rig = Rig::new(steady(16));
+    let rig = Rig::new(steady("mm-sigterm", 16));
     let mut monitor = Monitor::start(&rig.env(&[("SHUTDOWN_TIMEOUT", "3s")]));
     rig.wait_for_keys("baseline", 1, Duration::from_secs(30), &monitor);
     let sent = Instant::now();
