@@ -66,7 +66,7 @@ pub struct Args {
     /// Network name shown in alerts (required with a Slack token).
     #[arg(long, env = "NETWORK")]
     pub network: Option<String>,
-    /// Slack channel override (default by ENVIRONMENT: prod -> alerts-prod, staging/shadow -> alerts-barn, else alerts-temp).
+    /// Slack channel name or ID overriding the routing (default by ENVIRONMENT: prod -> alerts-prod, staging/shadow -> alerts-barn, else alerts-temp).
     #[arg(long, env = "SLACK_CHANNEL")]
     pub slack_channel: Option<String>,
     /// Slack Web API base URL.
@@ -75,7 +75,7 @@ pub struct Args {
     /// Timeout of one Slack request.
     #[arg(long, env = "SLACK_TIMEOUT", default_value = "10s")]
     pub slack_timeout: String,
-    /// Directory holding the target's heap_dump_<BINARY_NAME>.sock.
+    /// Directory (absolute path) holding the target's heap_dump_<BINARY_NAME>.sock.
     #[arg(long, env = "HEAP_DUMP_SOCKET_DIR", default_value = "/tmp")]
     pub heap_dump_socket_dir: String,
     /// Timeout to connect to the heap-dump socket.
@@ -93,7 +93,7 @@ pub struct Args {
     /// Attempts per upload inside the SDK before the spool's backoff takes over.
     #[arg(long, env = "S3_MAX_ATTEMPTS", default_value = "3")]
     pub s3_max_attempts: String,
-    /// Directory of the monitor's own (mode 0700) where dumps wait until stored.
+    /// Directory of the monitor's own (absolute path, mode 0700) where dumps wait until stored.
     #[arg(long, env = "SPOOL_DIR", default_value = "/tmp/memory-monitor-spool")]
     pub spool_dir: String,
     /// Most dumps kept in the spool; past it the oldest non-baseline dump is dropped.
@@ -321,6 +321,40 @@ fn multiplier(v: &str) -> Result<f64, String> {
     }
 }
 
+/// A directory given as an absolute path: a relative one would depend on the
+/// working directory the container happens to start in.
+fn absolute_dir(v: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(v);
+    if v.trim().is_empty() {
+        Err("must not be empty".into())
+    } else if v.contains('\0') {
+        Err("must not contain NUL".into())
+    } else if !path.is_absolute() {
+        Err("must be an absolute path".into())
+    } else {
+        Ok(path)
+    }
+}
+
+/// A Slack channel name or ID (`alerts-prod`, `#alerts-prod`, `C0123ABC`);
+/// empty means "route by ENVIRONMENT". Slack names are at most 80 characters
+/// without spaces, so anything else is a typo better caught at start.
+fn slack_channel(v: &str) -> Result<(), String> {
+    let name = v.trim().trim_start_matches('#');
+    if v.trim().is_empty() {
+        Ok(())
+    } else if name.is_empty() || name.chars().count() > 80 {
+        Err("must be a channel name or ID of 1 to 80 characters".into())
+    } else if !name
+        .chars()
+        .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        Err("a channel name has only letters, digits, '-', '_' and '.'".into())
+    } else {
+        Ok(())
+    }
+}
+
 fn boolean(v: &str) -> Result<bool, String> {
     match v.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
@@ -472,13 +506,15 @@ impl Config {
                 .map(Some)
                 .map_err(|e| format!("expected host:port such as 0.0.0.0:9090, or off ({e})")),
         });
-        let spool_dir = c.convert("SPOOL_DIR", Some(&a.spool_dir), |v| {
-            if v.trim().is_empty() {
-                Err("must not be empty".into())
-            } else {
-                Ok(PathBuf::from(v))
-            }
-        });
+        let spool_dir = c.convert("SPOOL_DIR", Some(&a.spool_dir), absolute_dir);
+        let socket_dir = c.convert(
+            "HEAP_DUMP_SOCKET_DIR",
+            Some(&a.heap_dump_socket_dir),
+            absolute_dir,
+        );
+        if let Some(channel) = &a.slack_channel {
+            let _ = c.convert("SLACK_CHANNEL", Some(channel), slack_channel);
+        }
 
         if !c.problems.is_empty() {
             return Err(ConfigErrors(c.problems));
@@ -516,7 +552,7 @@ impl Config {
             environment,
             network,
             slack,
-            socket_dir: PathBuf::from(&a.heap_dump_socket_dir),
+            socket_dir: socket_dir.ok_or_else(missing)?,
             dump_connect_timeout: connect_timeout.ok_or_else(missing)?,
             dump_read_timeout: read_timeout.ok_or_else(missing)?,
             dump_max_size: dump_max_size.ok_or_else(missing)?,
@@ -823,7 +859,9 @@ mod tests {
             ("DUMP_MAX_SIZE", &["0", "big"]),
             ("S3_FORCE_PATH_STYLE", &["maybe", "2"]),
             ("S3_MAX_ATTEMPTS", &["0", "-1", "many"]),
-            ("SPOOL_DIR", &["", " "]),
+            ("SPOOL_DIR", &["", " ", "spool", "./spool"]),
+            ("HEAP_DUMP_SOCKET_DIR", &["", "tmp", "a\0b"]),
+            ("SLACK_CHANNEL", &["#", "alerts prod", "a/b"]),
             ("SPOOL_MAX_DUMPS", &["0", "x"]),
             ("SPOOL_MAX_SIZE", &["0", "x"]),
             ("UPLOAD_RETRY_MAX_DELAY", &["0", "x"]),

@@ -19,11 +19,11 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::demo::{DemoOptions, DemoTarget};
-use support::garage::TestGarage;
+use support::demo::DemoTarget;
 use support::monitor::{Monitor, base_env};
+use support::rig::{Bucket, steady};
 
 /// Long enough that a 300 ms spike started right after a tick is over well
 /// before the next one.
@@ -59,71 +59,6 @@ fn can_run() -> bool {
             false
         }
     }
-}
-
-/// A Garage server plus a runtime to look into its bucket.
-struct Bucket {
-    rt: tokio::runtime::Runtime,
-    garage: TestGarage,
-}
-
-impl Bucket {
-    fn start() -> Bucket {
-        Bucket {
-            rt: tokio::runtime::Runtime::new().unwrap(),
-            garage: TestGarage::start().expect("garage starts"),
-        }
-    }
-
-    fn keys(&self) -> Vec<String> {
-        self.rt.block_on(self.garage.list_keys("it/"))
-    }
-
-    /// Waits until the bucket holds `n` keys for `reason`; panics with the
-    /// monitor's log (and `context`) after `timeout`.
-    fn wait_for_keys(
-        &self,
-        reason: &str,
-        n: usize,
-        timeout: Duration,
-        monitor: &Monitor,
-        context: &dyn Fn() -> String,
-    ) -> Vec<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let found: Vec<String> = self
-                .keys()
-                .into_iter()
-                .filter(|k| is_reason(k, reason))
-                .collect();
-            if found.len() >= n {
-                return found;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "expected {n} {reason} object(s) within {timeout:?}, bucket holds {:?}\nmonitor log:\n{}\n{}",
-                    self.keys(),
-                    monitor.logs().join("\n"),
-                    context()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn metadata(&self, key: &str) -> HashMap<String, String> {
-        self.rt.block_on(self.garage.get_object(key)).1
-    }
-}
-
-/// True for `...-<reason>.pprof` and `...-<reason>-N.pprof`.
-fn is_reason(key: &str, reason: &str) -> bool {
-    let stem = key.strip_suffix(".pprof").unwrap_or(key);
-    let stem = match stem.rsplit_once('-') {
-        Some((head, n)) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => head,
-        _ => stem,
-    };
-    stem.ends_with(&format!("-{reason}"))
 }
 
 /// The monitor environment for one test: eBPF mode, 3 s ticks, window 5,
@@ -189,23 +124,13 @@ fn assert_event_spike(bucket: &Bucket, key: &str, pid: i32, monitor: &Monitor) {
     assert!(detected[0].contains("p95="), "{}", detected[0]);
 }
 
-fn steady(name: &str) -> DemoOptions {
-    DemoOptions {
-        pattern: "steady".into(),
-        base_mib: 32,
-        // A name of its own: other tests' demo targets may run beside it.
-        exe_name: Some(name.into()),
-        ..DemoOptions::default()
-    }
-}
-
 #[test]
 fn a_spike_shorter_than_a_tick_is_caught_by_an_ebpf_wakeup() {
     if !can_run() {
         return;
     }
     let bucket = Bucket::start();
-    let demo = DemoTarget::spawn(steady("em-between-ticks"));
+    let demo = DemoTarget::spawn(steady("em-between-ticks", 32));
     let spool = tempfile::tempdir().unwrap();
     let monitor = Monitor::start(&ebpf_env(
         demo.name(),
@@ -220,14 +145,14 @@ fn a_spike_shorter_than_a_tick_is_caught_by_an_ebpf_wakeup() {
         field(&watching[0], "pid"),
         Some(demo.pid().to_string().as_str())
     );
-    bucket.wait_for_keys("baseline", 1, Duration::from_secs(30), &monitor, &|| {
+    bucket.wait_for_reason("baseline", 1, Duration::from_secs(30), &monitor, &|| {
         demo.log()
     });
     monitor.wait_for(&["baseline P50 set"], 1, WINDOW_FILL);
 
     right_after_a_tick(&monitor, || demo.spike(SPIKE_MIB, SPIKE_MS));
     let spike = bucket
-        .wait_for_keys("spike", 1, Duration::from_secs(30), &monitor, &|| {
+        .wait_for_reason("spike", 1, Duration::from_secs(30), &monitor, &|| {
             demo.log()
         })
         .remove(0);
@@ -294,7 +219,7 @@ exec "$MONITOR_EXE""#,
     );
     let watching = monitor.wait_for(&["eBPF watching the target"], 1, Duration::from_secs(20));
     assert_eq!(field(&watching[0], "pid"), Some(pid.to_string().as_str()));
-    bucket.wait_for_keys(
+    bucket.wait_for_reason(
         "baseline",
         1,
         Duration::from_secs(30),
@@ -309,7 +234,7 @@ exec "$MONITOR_EXE""#,
         assert_eq!(reply, "ok\n");
     });
     let spike = bucket
-        .wait_for_keys(
+        .wait_for_reason(
             "spike",
             1,
             Duration::from_secs(30),
@@ -326,7 +251,7 @@ fn a_restarted_target_is_watched_again_under_its_new_pid() {
         return;
     }
     let bucket = Bucket::start();
-    let mut demo = DemoTarget::spawn(steady("em-restart"));
+    let mut demo = DemoTarget::spawn(steady("em-restart", 32));
     let spool = tempfile::tempdir().unwrap();
     let monitor = Monitor::start(&ebpf_env(
         demo.name(),
@@ -359,7 +284,7 @@ fn a_restarted_target_is_watched_again_under_its_new_pid() {
 
     right_after_a_tick(&monitor, || demo.spike(SPIKE_MIB, SPIKE_MS));
     let spike = bucket
-        .wait_for_keys("spike", 1, Duration::from_secs(30), &monitor, &|| {
+        .wait_for_reason("spike", 1, Duration::from_secs(30), &monitor, &|| {
             demo.log()
         })
         .remove(0);
@@ -384,7 +309,7 @@ fn without_bpf_capabilities_auto_falls_back_and_ebpf_refuses() {
         return;
     }
     let bucket = Bucket::start();
-    let demo = DemoTarget::spawn(steady("em-no-caps"));
+    let demo = DemoTarget::spawn(steady("em-no-caps", 32));
     let spool = tempfile::tempdir().unwrap();
     let mut env = ebpf_env(
         demo.name(),
@@ -409,7 +334,7 @@ fn without_bpf_capabilities_auto_falls_back_and_ebpf_refuses() {
     );
     let started = auto.wait_for(&["monitor started"], 1, Duration::from_secs(20));
     assert_eq!(field(&started[0], "mode"), Some("procfs"), "{started:?}");
-    bucket.wait_for_keys("baseline", 1, Duration::from_secs(30), &auto, &|| {
+    bucket.wait_for_reason("baseline", 1, Duration::from_secs(30), &auto, &|| {
         demo.log()
     });
     assert_eq!(

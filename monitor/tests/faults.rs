@@ -6,84 +6,14 @@
 
 mod support;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::demo::{DemoOptions, DemoTarget};
-use support::garage::TestGarage;
-use support::monitor::{Monitor, base_env};
+use support::monitor::Monitor;
+use support::rig::{Rig, steady};
 use support::slack::{Behaviour, SlackStandIn};
-
-/// One test's parts: Garage, a demo target, a runtime for S3 calls, a spool.
-struct Rig {
-    rt: tokio::runtime::Runtime,
-    garage: TestGarage,
-    demo: DemoTarget,
-    spool: tempfile::TempDir,
-}
-
-impl Rig {
-    /// A rig whose target runs as `name` (unique per test, at most 15 bytes:
-    /// tests run in parallel and the monitor finds its target by name).
-    fn new(name: &str, base_mib: usize) -> Rig {
-        Rig {
-            rt: tokio::runtime::Runtime::new().unwrap(),
-            garage: TestGarage::start().expect("garage starts"),
-            demo: DemoTarget::spawn(DemoOptions {
-                pattern: "steady".into(),
-                base_mib,
-                exe_name: Some(name.into()),
-                ..DemoOptions::default()
-            }),
-            spool: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn spool_dir(&self) -> PathBuf {
-        self.spool.path().join("spool")
-    }
-
-    /// The monitor environment for this rig, with `extra` overriding.
-    fn env(&self, extra: &[(&str, &str)]) -> HashMap<String, String> {
-        let mut env = base_env(self.demo.name(), self.demo.socket_dir(), &self.spool_dir());
-        env.extend(self.garage.monitor_env());
-        for (k, v) in extra {
-            env.insert(k.to_string(), v.to_string());
-        }
-        env
-    }
-
-    fn keys(&self) -> Vec<String> {
-        self.rt.block_on(self.garage.list_keys("it/"))
-    }
-
-    fn object(&self, key: &str) -> (Vec<u8>, HashMap<String, String>) {
-        self.rt.block_on(self.garage.get_object(key))
-    }
-
-    /// Waits until the bucket holds every key in `want`.
-    fn wait_for_keys(&self, want: &[String], timeout: Duration, monitor: &Monitor) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let have = self.keys();
-            if want.iter().all(|k| have.contains(k)) {
-                return;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "bucket lacks {:?} after {timeout:?}; holds {have:?}\nmonitor log:\n{}",
-                    want.iter()
-                        .filter(|k| !have.contains(k))
-                        .collect::<Vec<_>>(),
-                    monitor.logs().join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
 
 /// A dump as the monitor's "heap dump captured" log line describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,7 +103,7 @@ fn assert_bucket_matches(rig: &Rig, dumps: &[Captured], monitor: &Monitor) {
         );
     }
     let keys: Vec<String> = by_key.keys().cloned().collect();
-    rig.wait_for_keys(&keys, Duration::from_secs(60), monitor);
+    rig.wait_for_all(&keys, Duration::from_secs(60), monitor);
     assert_eq!(
         rig.keys(),
         keys,
@@ -204,7 +134,7 @@ fn assert_bucket_matches(rig: &Rig, dumps: &[Captured], monitor: &Monitor) {
 
 #[test]
 fn an_s3_outage_while_the_target_leaks_loses_no_dump() {
-    let mut rig = Rig::new("flt-outage", 32);
+    let mut rig = Rig::new(steady("flt-outage", 32));
     let slack = SlackStandIn::start();
     let slack_url = slack.url();
     let monitor = Monitor::start(&rig.env(&[
@@ -344,7 +274,7 @@ fn an_s3_outage_while_the_target_leaks_loses_no_dump() {
 
 #[test]
 fn a_monitor_killed_mid_upload_uploads_the_pending_dump_after_restart() {
-    let mut rig = Rig::new("flt-sigkill", 16);
+    let mut rig = Rig::new(steady("flt-sigkill", 16));
     rig.garage.stop();
     let env = rig.env(&[("S3_MAX_ATTEMPTS", "1")]);
     let mut first = Monitor::start(&env);
@@ -373,7 +303,7 @@ fn a_monitor_killed_mid_upload_uploads_the_pending_dump_after_restart() {
         1,
         Duration::from_secs(5),
     );
-    rig.wait_for_keys(
+    rig.wait_for_all(
         std::slice::from_ref(&pending.key),
         Duration::from_secs(30),
         &second,
@@ -399,7 +329,7 @@ fn a_monitor_killed_mid_upload_uploads_the_pending_dump_after_restart() {
 
 #[test]
 fn a_broken_socket_is_logged_with_its_cause_and_sampling_goes_on() {
-    let rig = Rig::new("flt-socket", 16);
+    let rig = Rig::new(steady("flt-socket", 16));
     let name = rig.demo.name().to_string();
 
     // Three ways the monitor's socket can be wrong while the target runs.
@@ -494,7 +424,7 @@ fn footprint(pid: i32) -> (u64, usize) {
 #[test]
 fn a_target_restarting_repeatedly_gets_a_baseline_each_time_and_the_monitor_stays_bounded() {
     const RESTARTS: usize = 10;
-    let mut rig = Rig::new("flt-restarts", 16);
+    let mut rig = Rig::new(steady("flt-restarts", 16));
     let monitor = Monitor::start(&rig.env(&[]));
     monitor.wait_for(
         &["dump stored", "reason=baseline"],
@@ -555,7 +485,7 @@ fn a_target_restarting_repeatedly_gets_a_baseline_each_time_and_the_monitor_stay
 
 #[test]
 fn slack_failures_are_logged_retried_where_sensible_and_never_cost_a_dump() {
-    let rig = Rig::new("flt-slack", 32);
+    let rig = Rig::new(steady("flt-slack", 32));
     let slack = SlackStandIn::start();
     let slack_url = slack.url();
     let monitor = Monitor::start(&rig.env(&[
@@ -661,7 +591,7 @@ fn slack_failures_are_logged_retried_where_sensible_and_never_cost_a_dump() {
 
 #[test]
 fn a_full_spool_drops_the_oldest_non_baseline_dump_loudly() {
-    let mut rig = Rig::new("flt-spool", 32);
+    let mut rig = Rig::new(steady("flt-spool", 32));
     let monitor = Monitor::start(&rig.env(&[
         ("SPOOL_MAX_DUMPS", "2"),
         ("S3_MAX_ATTEMPTS", "1"),

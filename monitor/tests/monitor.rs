@@ -4,103 +4,14 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use support::demo::{DemoOptions, DemoTarget};
-use support::garage::TestGarage;
-use support::monitor::{Monitor, base_env};
+use support::demo::DemoOptions;
+use support::monitor::Monitor;
+use support::rig::{Rig, is_reason, steady};
 use support::slack::SlackStandIn;
 
 const MIB: u64 = 1 << 20;
-
-/// One test's parts: Garage, a demo target, a runtime for S3 calls.
-struct Rig {
-    rt: tokio::runtime::Runtime,
-    garage: TestGarage,
-    demo: DemoTarget,
-    spool: tempfile::TempDir,
-}
-
-impl Rig {
-    fn new(opts: DemoOptions) -> Rig {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let garage = TestGarage::start().expect("garage starts");
-        let demo = DemoTarget::spawn(opts);
-        Rig {
-            rt,
-            garage,
-            demo,
-            spool: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    /// The monitor environment for this rig, with `extra` overriding.
-    fn env(&self, extra: &[(&str, &str)]) -> HashMap<String, String> {
-        let mut env = base_env(
-            self.demo.name(),
-            self.demo.socket_dir(),
-            &self.spool.path().join("spool"),
-        );
-        env.extend(self.garage.monitor_env());
-        for (k, v) in extra {
-            env.insert(k.to_string(), v.to_string());
-        }
-        env
-    }
-
-    fn keys(&self) -> Vec<String> {
-        self.rt.block_on(self.garage.list_keys("it/"))
-    }
-
-    /// Waits until the bucket holds `n` keys ending in `-<reason>.pprof` (suffix `-2`… included).
-    fn wait_for_keys(
-        &self,
-        reason: &str,
-        n: usize,
-        timeout: Duration,
-        monitor: &Monitor,
-    ) -> Vec<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let found: Vec<String> = self
-                .keys()
-                .into_iter()
-                .filter(|k| is_reason(k, reason))
-                .collect();
-            if found.len() >= n {
-                return found;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "expected {n} {reason} object(s) within {timeout:?}, bucket holds {:?}\nmonitor log:\n{}\ndemo log:\n{}",
-                    self.keys(),
-                    monitor.logs().join("\n"),
-                    self.demo.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn object(&self, key: &str) -> (Vec<u8>, HashMap<String, String>) {
-        self.rt.block_on(self.garage.get_object(key))
-    }
-}
-
-/// True for `...-<reason>.pprof` and `...-<reason>-N.pprof`.
-fn is_reason(key: &str, reason: &str) -> bool {
-    let stem = key.strip_suffix(".pprof").unwrap_or(key);
-    let stem = match stem.rsplit_once('-') {
-        Some((head, n))
-            if n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty() && head.ends_with(reason) =>
-        {
-            head
-        }
-        _ => stem,
-    };
-    stem.ends_with(&format!("-{reason}"))
-}
 
 /// `it/pod-a-YYYY-MM-DD-HH-MM-SS-<reason>.pprof`, checked field by field.
 fn assert_key_form(key: &str, reason: &str) {
@@ -111,17 +22,6 @@ fn assert_key_form(key: &str, reason: &str) {
     assert_eq!(tail, format!("-{reason}.pprof"), "{key}");
     chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d-%H-%M-%S")
         .unwrap_or_else(|e| panic!("{key}: time {stamp}: {e}"));
-}
-
-/// A steady demo target run under `name`: tests run in parallel and the
-/// monitor finds its target by name, so each test needs its own.
-fn steady(name: &str, base_mib: usize) -> DemoOptions {
-    DemoOptions {
-        pattern: "steady".into(),
-        base_mib,
-        exe_name: Some(name.into()),
-        ..DemoOptions::default()
-    }
 }
 
 #[test]

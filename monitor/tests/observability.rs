@@ -5,54 +5,15 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use support::demo::{DemoOptions, DemoTarget};
-use support::garage::TestGarage;
-use support::monitor::{Monitor, base_env};
+use support::monitor::Monitor;
+use support::rig::{Rig, steady};
 use support::slack::{Behaviour, SlackStandIn};
 
 const MIB: f64 = (1 << 20) as f64;
-
-/// One test's parts: Garage, a demo target, a spool.
-struct Rig {
-    garage: TestGarage,
-    demo: DemoTarget,
-    spool: tempfile::TempDir,
-}
-
-impl Rig {
-    /// A rig whose target runs as `name` (unique per test, at most 15 bytes:
-    /// tests run in parallel and the monitor finds its target by name).
-    fn new(name: &str) -> Rig {
-        Rig {
-            garage: TestGarage::start().expect("garage starts"),
-            demo: DemoTarget::spawn(DemoOptions {
-                pattern: "steady".into(),
-                base_mib: 32,
-                exe_name: Some(name.into()),
-                ..DemoOptions::default()
-            }),
-            spool: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn env(&self, extra: &[(&str, &str)]) -> HashMap<String, String> {
-        let mut env = base_env(
-            self.demo.name(),
-            self.demo.socket_dir(),
-            &self.spool.path().join("spool"),
-        );
-        env.extend(self.garage.monitor_env());
-        for (k, v) in extra {
-            env.insert(k.to_string(), v.to_string());
-        }
-        env
-    }
-}
 
 /// GET `path` over plain HTTP/1.1: (status, body).
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
@@ -144,7 +105,7 @@ fn reason(metric: &str, reason: &str) -> String {
 
 #[test]
 fn metrics_and_health_follow_the_run() {
-    let mut rig = Rig::new("obs-metrics");
+    let mut rig = Rig::new(steady("obs-metrics", 32));
     let monitor = Monitor::start(&rig.env(&[
         ("METRICS_ADDR", "127.0.0.1:0"),
         ("S3_MAX_ATTEMPTS", "1"),
@@ -239,7 +200,7 @@ fn metrics_and_health_follow_the_run() {
 fn no_secret_reaches_any_log_line_even_at_trace() {
     const SLACK_TOKEN: &str = "xoxb-SLACK-SECRET-3c1e9a7f";
     const SESSION_TOKEN: &str = "SESSION-SECRET-d41d8cd98f00b204";
-    let rig = Rig::new("obs-secrets");
+    let rig = Rig::new(steady("obs-secrets", 32));
     let slack = SlackStandIn::start();
     let slack_url = slack.url();
     let secret_key = rig.garage.secret_access_key().to_string();

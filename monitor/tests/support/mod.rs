@@ -8,4 +8,5 @@ pub mod demo;
 pub mod garage;
 pub mod monitor;
 pub mod pprof;
+pub mod rig;
 pub mod slack;
