@@ -522,7 +522,10 @@ impl Monitor {
         };
         info!(reason = %info.reason, bytes = info.size, key = %info.key, id = %info.id, "heap dump captured");
         let baseline_key = self.latest_baseline_key.clone();
-        if info.reason == Reason::Baseline {
+        // A late baseline of a process that has since been replaced is still
+        // stored, but alerts about the new process must not offer it as the
+        // profile to diff against.
+        if info.reason == Reason::Baseline && same_target {
             self.latest_baseline_key = Some(info.key.clone());
         }
         let record = SpoolRecord { info, baseline_key };

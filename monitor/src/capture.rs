@@ -19,6 +19,8 @@ use tokio::time::Instant;
 const REQUEST: &[u8] = b"dump\n";
 /// How many leading bytes a [`CaptureError::NotGzip`] shows.
 const SHOWN_BYTES: usize = 16;
+/// How much of a non-gzip reply is shown as text when it reads as text.
+const SHOWN_TEXT: usize = 160;
 /// Read granularity; also the most we read past nothing when the cap is near.
 const CHUNK: usize = 64 * 1024;
 /// Bound on the PPid walk, so a corrupt or cyclic /proc view cannot loop us.
@@ -126,12 +128,17 @@ pub enum CaptureError {
         path: PathBuf,
     },
     /// The reply is not a gzip stream (so not a gzipped pprof).
-    #[error("heap dump from socket {path} is not gzip (first bytes: {first_bytes}): {detail}")]
+    #[error(
+        "heap dump from socket {path} is not gzip (first bytes: {first_bytes}{as_text}): {detail}"
+    )]
     NotGzip {
         /// The socket path.
         path: PathBuf,
         /// The first bytes of the reply, in hex.
         first_bytes: String,
+        /// `; as text: "..."` when the reply starts with a readable line
+        /// (typically the service's own error message), else empty.
+        as_text: String,
         /// What was wrong with it.
         detail: String,
     },
@@ -386,6 +393,9 @@ fn check_gzip(path: &Path, reply: &[u8]) -> Result<(), CaptureError> {
     let not_gzip = |detail: String| CaptureError::NotGzip {
         path: path.to_path_buf(),
         first_bytes: hex_prefix(reply, SHOWN_BYTES),
+        as_text: text_prefix(reply, SHOWN_TEXT)
+            .map(|t| format!("; as text: {t:?}"))
+            .unwrap_or_default(),
         detail,
     };
     if reply.len() < 2 || reply[..2] != [0x1f, 0x8b] {
@@ -402,6 +412,24 @@ fn check_gzip(path: &Path, reply: &[u8]) -> Result<(), CaptureError> {
 }
 
 /// The first `max` bytes as space-separated lower-case hex.
+/// The reply's first line when it reads as text (at most `max` bytes of it):
+/// a service that cannot dump usually answers with an error message, and the
+/// operator should see it rather than its hex.
+fn text_prefix(bytes: &[u8], max: usize) -> Option<String> {
+    let head = &bytes[..bytes.len().min(max)];
+    let text = match std::str::from_utf8(head) {
+        Ok(t) => t,
+        // Cut inside a multi-byte character (or binary): keep the valid part.
+        Err(e) => std::str::from_utf8(&head[..e.valid_up_to()]).ok()?,
+    };
+    let line = text.lines().next()?.trim();
+    if line.is_empty() || line.chars().any(|c| c.is_control()) {
+        None
+    } else {
+        Some(line.to_string())
+    }
+}
+
 fn hex_prefix(bytes: &[u8], max: usize) -> String {
     let shown: Vec<String> = bytes.iter().take(max).map(|b| format!("{b:02x}")).collect();
     let mut out = shown.join(" ");
@@ -461,6 +489,16 @@ mod tests {
             msg.contains("/s.sock") && msg.contains("65 72 72 6f") && msg.contains("magic"),
             "{msg}"
         );
+        // A text reply is shown as text too: it is usually the service's error.
+        assert!(
+            msg.contains(r#"as text: "error: profiling is off""#),
+            "{msg}"
+        );
+        // Binary garbage is not.
+        let msg = check_gzip(p, &[0x00, 0x01, 0xff, 0x7f])
+            .unwrap_err()
+            .to_string();
+        assert!(!msg.contains("as text"), "{msg}");
 
         // Right magic, wrong compression method (must be 8, deflate).
         let err = check_gzip(p, &[0x1f, 0x8b, 0x07, 0, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap_err();

@@ -594,6 +594,7 @@ impl Config {
             ("S3_BUCKET", self.s3_bucket.clone()),
             ("S3_PATH_PREFIX", self.s3_path_prefix.clone()),
             ("S3_FORCE_PATH_STYLE", self.s3_force_path_style.to_string()),
+            ("S3_MAX_ATTEMPTS", self.s3_max_attempts.to_string()),
             ("POD_NAME", self.pod_name.clone()),
             ("ENVIRONMENT", opt(&self.environment)),
             ("NETWORK", opt(&self.network)),
@@ -610,7 +611,24 @@ impl Config {
             ("SPOOL_DIR", self.spool_dir.display().to_string()),
             ("SPOOL_MAX_DUMPS", self.spool_max_dumps.to_string()),
             ("SPOOL_MAX_SIZE", human_bytes(self.spool_max_size)),
+            (
+                "UPLOAD_RETRY_MAX_DELAY",
+                human_duration(self.upload_retry_max_delay),
+            ),
+            (
+                "ALERT_SPOOLED_AFTER",
+                human_duration(self.alert_spooled_after),
+            ),
+            ("SHUTDOWN_TIMEOUT", human_duration(self.shutdown_timeout)),
+            (
+                "LOG_FORMAT",
+                format!("{:?}", self.log_format).to_lowercase(),
+            ),
             ("MONITOR_MODE", format!("{:?}", self.mode).to_lowercase()),
+            (
+                "EBPF_FAULT_SAMPLE_PERIOD",
+                self.ebpf_fault_sample_period.to_string(),
+            ),
             (
                 "METRICS_ADDR",
                 self.metrics_addr.map_or("off".into(), |a| a.to_string()),
@@ -621,6 +639,7 @@ impl Config {
                 out.push(("SLACK_API_TOKEN", "<redacted>".into()));
                 out.push(("slack channel", s.channel.clone()));
                 out.push(("SLACK_API_URL", s.api_url.clone()));
+                out.push(("SLACK_TIMEOUT", human_duration(s.timeout)));
             }
             None => out.push(("SLACK_API_TOKEN", "unset: Slack alerts off".into())),
         }
@@ -774,6 +793,20 @@ mod tests {
         // The summary never shows the token.
         let summary = format!("{:?} {:?}", c.summary(), c);
         assert!(!summary.contains("xoxb-secret"), "{summary}");
+        // The start-up log shows every variable (the channel under its
+        // effective name, since it may come from ENVIRONMENT).
+        let shown: Vec<&str> = c.summary().iter().map(|(k, _)| *k).collect();
+        for arg in Args::command().get_arguments() {
+            let Some(var) = arg.get_env().and_then(|v| v.to_str()) else {
+                continue;
+            };
+            let var = if var == "SLACK_CHANNEL" {
+                "slack channel"
+            } else {
+                var
+            };
+            assert!(shown.contains(&var), "{var} missing from {shown:?}");
+        }
     }
 
     #[test]

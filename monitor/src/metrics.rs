@@ -179,7 +179,7 @@ impl Metrics {
         );
         registry.register(
             "detections",
-            "Rules that fired, by reason and trigger (held by a cooldown: not counted)",
+            "Rules that fired and started a capture, by reason and trigger (held by a cooldown or a capture in flight: not counted)",
             m.detections.clone(),
         );
         registry.register(
@@ -305,7 +305,8 @@ impl Metrics {
         self.baseline_p50.set(stats.baseline_p50.map_or(0, gauge));
     }
 
-    /// A rule fired (counted even when a capture in flight means no dump follows).
+    /// A rule fired and a capture starts (matches while a capture is in flight are
+    /// logged, not counted: an eBPF burst would count one spike several times).
     pub fn detection(&self, reason: Reason, trigger: Trigger) {
         self.detections
             .get_or_create(&[("reason", reason.as_str()), ("trigger", trigger.as_str())])
