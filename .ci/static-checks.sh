@@ -299,7 +299,17 @@ def check_workflows():
         on = doc.get("on", doc.get(True))
         rule(bool(doc.get("name")) and on is not None and bool(doc.get("jobs")), f"{rel}: has name, on and jobs")
         for job_name, job in (doc.get("jobs") or {}).items():
-            rule("runs-on" in job and job.get("steps"), f"{rel}: job {job_name} has runs-on and steps")
+            if "uses" in job:
+                # A call of a reusable workflow: it must be one of ours.
+                target = ROOT / ".github/workflows" / Path(str(job["uses"])).name
+                rule(str(job["uses"]).startswith("./.github/workflows/") and target.is_file(),
+                     f"{rel}: job {job_name} calls an existing local workflow")
+            else:
+                rule("runs-on" in job and job.get("steps"), f"{rel}: job {job_name} has runs-on and steps")
+        if rel.name == "image.yml":
+            needs = (doc.get("jobs") or {}).get("image", {}).get("needs")
+            rule(needs == "ci" or (isinstance(needs, list) and "ci" in needs),
+                 f"{rel}: the image is pushed only after CI passes (needs: ci)")
     every = "\n".join(texts.values())
     for needle, what in (
         ("cargo fmt --all --check", "CI checks formatting"),

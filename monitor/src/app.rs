@@ -43,6 +43,9 @@ const BASELINE_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// Builds every part from the configuration and runs until SIGTERM/SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    // Listen first: a SIGTERM while the rest starts up (S3 credentials, eBPF
+    // load) is then a clean stop once the loop begins, not a kill by signal.
+    let signal = shutdown_signal().await?;
     for (var, value) in config.summary() {
         info!(target: "memory_monitor::config", "{var} = {value}");
     }
@@ -92,7 +95,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             max_bytes: config.spool_max_size,
         },
     )
-    .context("cannot open the spool")?;
+    .context("cannot open the spool")?
+    .with_key_prefix(format!("{}{}-", config.s3_path_prefix, config.pod_name));
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let uploader = Uploader::spawn(
@@ -111,7 +115,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let shutdown_timeout = config.shutdown_timeout;
     let mut monitor = Monitor::new(config, spool, uploader, watcher, metrics.clone());
-    let signal = shutdown_signal().await?;
     monitor.run(signal).await;
     metrics.set_running(false);
 
@@ -141,6 +144,12 @@ fn start_ebpf(config: &Config) -> anyhow::Result<Option<EbpfWatcher>> {
     match EbpfWatcher::load(&settings) {
         Ok(w) => {
             info!(attach_points = ?w.attach_points(), "eBPF mode: programs loaded");
+            if !w.unavailable_hooks().is_empty() {
+                warn!(
+                    "eBPF hooks unavailable on this kernel (the rest work): {}",
+                    w.unavailable_hooks().join("; ")
+                );
+            }
             Ok(Some(w))
         }
         Err(e) if config.mode == Mode::Auto => {
@@ -339,16 +348,7 @@ impl Monitor {
                     self.baseline_due = Some(now + self.config.initial_delay);
                     self.baseline_retry = BASELINE_RETRY_MIN;
                     self.waiting_since = None;
-                    if let Some(w) = &mut self.watcher {
-                        match w.watch(id.pid) {
-                            Ok(()) => {
-                                info!(pid = id.pid, attach_points = ?w.attach_points(), "eBPF watching the target")
-                            }
-                            Err(e) => {
-                                warn!(pid = id.pid, error = %e, "eBPF cannot watch the target; ticks still sample it")
-                            }
-                        }
-                    }
+                    self.watch_with_ebpf(id.pid);
                     break;
                 }
                 Ok(TargetChange::Lost { id }) => {
@@ -393,6 +393,34 @@ impl Monitor {
             p50: window.percentile(50),
             p95: window.percentile(95),
             baseline_p50: self.detector.baseline_p50(),
+        }
+    }
+
+    /// Points the eBPF programs at a newly found target. If that fails, auto
+    /// mode drops to procfs for good (saying why, and in the mode metric);
+    /// ebpf mode says so loudly and tries again with the next target (it
+    /// already proved at start that perf events open on this node).
+    fn watch_with_ebpf(&mut self, pid: i32) {
+        let Some(w) = &mut self.watcher else { return };
+        match w.watch(pid) {
+            Ok(()) => {
+                info!(pid, attach_points = ?w.attach_points(), "eBPF watching the target");
+            }
+            Err(e) if self.config.mode == Mode::Auto => {
+                warn!(
+                    pid,
+                    "eBPF cannot watch the target, falling back to procfs mode: {e}"
+                );
+                self.watcher = None;
+                self.metrics.set_mode("procfs");
+            }
+            Err(e) => {
+                error!(
+                    pid,
+                    "MONITOR_MODE=ebpf but eBPF cannot watch the target: {e}; \
+                     ticks still sample it, and the next target is tried again"
+                );
+            }
         }
     }
 

@@ -23,7 +23,7 @@ use crate::units::{human_bytes, human_duration, parse_bytes, parse_duration};
     version,
     about = "Watch one process's anonymous memory; on a spike or slow leak, capture a jemalloc heap profile over its Unix socket, store it in S3 and alert Slack.",
     long_about = None,
-    after_help = "All configuration is environment variables. Durations take seconds (10, 0.5) or human forms (10s, 1m30s, 500ms); sizes take bytes or units (200MiB = 200x2^20, 1.5GB = 1.5x10^9). AWS credentials, region and endpoint come from the SDK's default chain (AWS_REGION, AWS_ENDPOINT_URL, IRSA, pod identity, ...). Log filtering: RUST_LOG (default info)."
+    after_help = "All configuration is environment variables. Durations take seconds (10, 0.5) or human forms (10s, 1m30s, 500ms); sizes take bytes or units (200MiB = 200x2^20, 1.5GB = 1.5x10^9). AWS credentials, region and endpoint come from the SDK's default chain (AWS_REGION, AWS_ENDPOINT_URL or AWS_ENDPOINT_URL_S3, IRSA, pod identity, ...). S3-compatible stores that reject the SDK's default request checksums (\"Invalid payload signature\"): AWS_REQUEST_CHECKSUM_CALCULATION=when_required and AWS_RESPONSE_CHECKSUM_VALIDATION=when_required, with S3_FORCE_PATH_STYLE=true. Log filtering: RUST_LOG (default info)."
 )]
 pub struct Args {
     /// Target program, matched against /proc/*/comm (required). Names over 15
@@ -977,14 +977,32 @@ mod tests {
             window in "\\PC{0,6}",
             mult in "\\PC{0,6}",
         ) {
+            // Each value replaces the valid one `with` supplies, so every
+            // input really reaches Config::from_args (clap refuses a flag
+            // given twice). Whatever comes back, Ok or errors, must not panic
+            // and every error must name its variable.
+            let pairs = with(&[
+                ("CHECK_INTERVAL", interval.as_str()),
+                ("MEMORY_CHANGE_THRESHOLD", threshold.as_str()),
+                ("HISTORY_WINDOW_SIZE", window.as_str()),
+                ("SPIKE_MULTIPLIER", mult.as_str()),
+            ]);
             let mut argv = vec!["memory-monitor".to_string()];
-            for (k, v) in REQUIRED { argv.push(format!("--{}={}", k.to_lowercase().replace('_', "-"), v)); }
-            argv.push(format!("--check-interval={interval}"));
-            argv.push(format!("--memory-change-threshold={threshold}"));
-            argv.push(format!("--history-window-size={window}"));
-            argv.push(format!("--spike-multiplier={mult}"));
-            if let Ok(args) = Args::try_parse_from(argv) {
-                let _ = Config::from_args(args);
+            for (var, value) in &pairs {
+                argv.push(format!("--{}={}", var.to_lowercase().replace('_', "-"), value));
+            }
+            let args = Args::try_parse_from(argv).map_err(|e| {
+                TestCaseError::fail(format!("clap refused {pairs:?}: {e}"))
+            })?;
+            if let Err(errors) = Config::from_args(args) {
+                for line in &errors.0 {
+                    prop_assert!(
+                        ["CHECK_INTERVAL", "MEMORY_CHANGE_THRESHOLD", "HISTORY_WINDOW_SIZE", "SPIKE_MULTIPLIER"]
+                            .iter()
+                            .any(|v| line.starts_with(v)),
+                        "error names no variable: {}", line
+                    );
+                }
             }
         }
 

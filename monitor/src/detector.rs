@@ -60,7 +60,11 @@ impl Cooldown {
 
     /// Time left at `now`, or None when the rule may fire.
     pub fn remaining(&self, now: Instant) -> Option<Duration> {
-        let end = self.started? + self.period;
+        let Some(end) = self.started?.checked_add(self.period) else {
+            // A period past the clock's range (a huge window × interval): the
+            // cooldown never ends.
+            return Some(Duration::MAX);
+        };
         end.checked_duration_since(now)
             .filter(|left| !left.is_zero())
     }

@@ -378,6 +378,18 @@ mod imp {
                 watched: None,
             };
             watcher.set_filter(0)?;
+            // Opening perf events is the step most often refused (CAP_PERFMON,
+            // perf_event_paranoid, no perf support): try it on the monitor
+            // itself now, so auto mode falls back and ebpf mode refuses at
+            // start instead of failing quietly when the target shows up.
+            let me = i32::try_from(std::process::id()).map_err(|_| EbpfError::Attach {
+                what: "the monitor's own pid".into(),
+                detail: "out of range".into(),
+            })?;
+            watcher.watch(me)?;
+            watcher.unwatch();
+            // The probe may have queued wake-ups about the monitor itself.
+            while pop(watcher.events.get_mut())?.is_some() {}
             Ok(watcher)
         }
 
@@ -797,6 +809,27 @@ mod imp {
                 what,
                 detail: chain(e),
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The eBPF tests are compiled out without the `ebpf` feature and skip
+    /// themselves without the object; under CI neither may pass unnoticed.
+    #[test]
+    fn ci_builds_carry_the_ebpf_object() {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+        if ci {
+            #[cfg(not(feature = "ebpf"))]
+            panic!(
+                "CI=true but the monitor was built without the `ebpf` feature: the eBPF tests would not run"
+            );
+            #[cfg(feature = "ebpf")]
+            assert!(
+                super::object_built(),
+                "CI=true but the eBPF object is a stub: run `cargo xtask setup`"
+            );
         }
     }
 }

@@ -86,6 +86,22 @@ pub fn parse_start_time(stat: &str) -> Result<u64, String> {
         .map_err(|_| format!("start time {field:?} is not a number"))
 }
 
+/// The start time of a process that is still running, from /proc/<pid>/stat;
+/// `None` for a zombie (`Z`) or dead (`X`/`x`) one: it has exited, only its
+/// parent has not reaped it yet, and its status has no memory fields left.
+pub fn parse_live_start_time(stat: &str) -> Result<Option<u64>, String> {
+    let close = stat.rfind(')').ok_or("no ')' after the command name")?;
+    let state = stat[close + 1..]
+        .split_whitespace()
+        .next()
+        .ok_or("no state field")?;
+    let start = parse_start_time(stat)?;
+    Ok(match state {
+        "Z" | "X" | "x" => None,
+        _ => Some(start),
+    })
+}
+
 /// The form the kernel stores for a command name: its first 15 bytes.
 pub fn truncated_comm(name: &str) -> &[u8] {
     let bytes = name.as_bytes();
@@ -256,7 +272,7 @@ impl ProcFs {
             .filter(|&pid| pid != exclude && self.is_program(pid, name))
             // A process that exits between the two reads is simply not a match.
             .filter_map(|pid| {
-                let start_time = self.start_time(pid).ok()?;
+                let start_time = self.live_start_time(pid).ok()??;
                 Some(ProcessId { pid, start_time })
             })
             .collect();
@@ -264,9 +280,15 @@ impl ProcFs {
         Ok(matches.first().map(|&first| (first, matches.len())))
     }
 
-    /// True when `id` still names the same live process.
+    /// True when `id` still names the same live (not zombie) process.
     pub fn is_alive(&self, id: ProcessId) -> bool {
-        self.start_time(id.pid).is_ok_and(|t| t == id.start_time)
+        self.live_start_time(id.pid)
+            .is_ok_and(|t| t == Some(id.start_time))
+    }
+
+    /// The start time of `pid`, or None when it is a zombie.
+    pub fn live_start_time(&self, pid: i32) -> Result<Option<u64>, ProcError> {
+        self.parse(pid, "stat", parse_live_start_time)
     }
 }
 
@@ -334,6 +356,15 @@ mod tests {
                 .unwrap_err()
                 .contains("overflows")
         );
+    }
+
+    #[test]
+    fn zombies_have_no_live_start_time() {
+        assert_eq!(parse_live_start_time(&stat_line("demo", 7)), Ok(Some(7)));
+        let zombie = stat_line("demo", 7).replacen(") S ", ") Z ", 1);
+        assert_eq!(parse_live_start_time(&zombie), Ok(None));
+        let odd = stat_line("a) Z (b", 8);
+        assert_eq!(parse_live_start_time(&odd), Ok(Some(8)));
     }
 
     #[test]

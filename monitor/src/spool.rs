@@ -86,6 +86,9 @@ pub struct Limits {
 pub struct Spool {
     dir: PathBuf,
     limits: Limits,
+    /// Every key this monitor writes starts with this (S3_PATH_PREFIX +
+    /// POD_NAME + '-'); a record naming any other key was not written by it.
+    key_prefix: String,
 }
 
 impl Spool {
@@ -134,7 +137,42 @@ impl Spool {
         if meta.mode() & 0o077 != 0 {
             fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(io_err(&dir))?;
         }
-        Ok(Spool { dir, limits })
+        Ok(Spool {
+            dir,
+            limits,
+            key_prefix: String::new(),
+        })
+    }
+
+    /// Only records whose object key starts with `prefix` (and ends in
+    /// `.pprof`) are uploaded; others are reported as bad. The spool sits in
+    /// a directory the target's UID may share, so a record is input, and a
+    /// forged one must not overwrite arbitrary objects in the bucket.
+    #[must_use]
+    pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Spool {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// Why `record` cannot be one of ours, if it cannot.
+    fn foreign(&self, record: &SpoolRecord) -> Option<String> {
+        let id = &record.info.id;
+        let key = &record.info.key;
+        let id_ok = !id.is_empty()
+            && !id.contains("..")
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !id_ok {
+            Some(format!("its id {id:?} is not one the monitor makes"))
+        } else if !key.starts_with(&self.key_prefix) || !key.ends_with(".pprof") {
+            Some(format!(
+                "its key {key:?} is not under {:?}: not written by this monitor",
+                self.key_prefix
+            ))
+        } else {
+            None
+        }
     }
 
     /// The spool directory.
@@ -178,6 +216,10 @@ impl Spool {
                 continue;
             }
             match read_record(&path) {
+                Ok(record) if self.foreign(&record).is_some() => {
+                    let why = self.foreign(&record).unwrap_or_default();
+                    bad.push(SpoolError::BadRecord { path, why });
+                }
                 Ok(record) => {
                     let dump = self.dir.join(format!("{}.pprof", record.info.id));
                     if dump.exists() {
@@ -374,6 +416,38 @@ mod tests {
             .map(|d| d.record.info.id)
             .collect();
         assert_eq!(ids, ["base", "s2", "s3"]);
+    }
+
+    #[test]
+    fn forged_records_are_reported_not_uploaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), limits(10, 1 << 20))
+            .unwrap()
+            .with_key_prefix("p/pod-0-");
+        spool.put(record("ours", Reason::Spike, 1), b"1").unwrap();
+        // Someone sharing the directory's UID drops records of their own.
+        let mut other_key = record("theirs", Reason::Spike, 2);
+        other_key.info.key = "p/other-pod-theirs.pprof".into();
+        let mut escape = record("../../etc/x", Reason::Spike, 3);
+        escape.info.key = "p/pod-0-x.pprof".into();
+        for (name, r) in [("theirs", other_key), ("escape", escape)] {
+            fs::write(
+                dir.path().join(format!("{name}.json")),
+                serde_json::to_vec(&r).unwrap(),
+            )
+            .unwrap();
+            fs::write(dir.path().join(format!("{name}.pprof")), b"x").unwrap();
+        }
+        let (ok, bad) = spool.pending().unwrap();
+        let ids: Vec<_> = ok.iter().map(|d| d.record.info.id.as_str()).collect();
+        assert_eq!(ids, ["ours"]);
+        let bad: Vec<String> = bad.iter().map(ToString::to_string).collect();
+        assert_eq!(bad.len(), 2, "{bad:?}");
+        assert!(bad.iter().any(|b| b.contains("not under")), "{bad:?}");
+        assert!(
+            bad.iter().any(|b| b.contains("not one the monitor makes")),
+            "{bad:?}"
+        );
     }
 
     #[test]

@@ -6,6 +6,20 @@ use std::time::Duration;
 /// Parses a duration: plain seconds (`10`, `0.5`) or a human form understood by
 /// `humantime` (`10s`, `1m30s`, `500ms`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let d = parse_duration_unbounded(text)?;
+    if d > MAX_DURATION {
+        Err("too long: at most 365 days".into())
+    } else {
+        Ok(d)
+    }
+}
+
+/// The longest duration any setting accepts. Deadlines are computed as
+/// `now + duration`; a bound keeps that far from overflowing, and nothing a
+/// monitor waits for is sensibly longer.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+fn parse_duration_unbounded(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if text.is_empty() {
         return Err(
@@ -73,6 +87,10 @@ mod tests {
 
     #[test]
     fn durations_reject_garbage_negative_and_non_finite() {
+        // Far-off deadlines would overflow `now + d`: bounded at a year.
+        assert!(parse_duration("365d").is_ok());
+        assert!(parse_duration("366d").unwrap_err().contains("too long"));
+        assert!(parse_duration("1e19").unwrap_err().contains("too long"));
         for bad in ["", "abc", "-1", "NaN", "inf", "10 parsecs", "1e400"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
         }

@@ -193,7 +193,9 @@ async fn programs_load_and_attach() {
     let child = Faulter::spawn();
     watcher.watch(child.pid()).expect("watch");
     let points = watcher.attach_points();
-    println!("attach points: {points:#?}");
+    // Straight to fd 2 so the report shows in CI logs of a passing run too
+    // (libtest captures println!).
+    let _ = writeln!(std::io::stderr(), "attach points in use: {points:?}");
     assert!(
         points[0].starts_with("perf_event:page-faults/4096"),
         "{points:?}"
@@ -202,7 +204,11 @@ async fn programs_load_and_attach() {
         points[0].contains(&format!("pid {}", child.pid())),
         "{points:?}"
     );
-    println!("unavailable hooks: {:#?}", watcher.unavailable_hooks());
+    let _ = writeln!(
+        std::io::stderr(),
+        "hooks unavailable on this kernel: {:?}",
+        watcher.unavailable_hooks()
+    );
     // mmap is always watched: by fexit, or by tp_btf where fexit is refused.
     assert!(
         hooked(&watcher, "mmap") || points.iter().any(|p| p == "tp_btf:vm_unmapped_area"),

@@ -124,8 +124,11 @@ fn test() -> Result<()> {
 fn static_checks() -> Result<()> {
     let root = workspace_root();
     let script = root.join(".ci").join("static-checks.sh");
-    if script.exists() {
-        run(Command::new("bash").arg(script).current_dir(&root))?;
-    }
-    Ok(())
+    // A missing script must fail the run: it is the only check of those files.
+    anyhow::ensure!(
+        script.is_file(),
+        "{} is missing: the Dockerfile, manifests and workflows would go unchecked",
+        script.display()
+    );
+    run(Command::new("bash").arg(script).current_dir(&root))
 }
