@@ -293,6 +293,12 @@ impl Monitor {
     async fn on_tick(&mut self) {
         let now = Instant::now();
         self.metrics.tick();
+        if let Some(w) = &self.watcher {
+            match w.stats() {
+                Ok(stats) => self.metrics.ebpf_kernel(stats),
+                Err(e) => debug!(error = %e, "cannot read the eBPF counters"),
+            }
+        }
         self.refresh_target(now);
         let Some(id) = self.target.current() else {
             return;
@@ -568,8 +574,19 @@ impl Monitor {
             }
             Err(e) => {
                 self.metrics.failed(FailedStage::Spool);
-                error!(error = %e, key = %record.info.key, "cannot spool the dump; it will be uploaded from memory only");
-                self.uploader.deliver_unspooled(record, bytes);
+                let key = record.info.key.clone();
+                let reason = record.info.reason;
+                if self.uploader.deliver_unspooled(record, bytes) {
+                    error!(error = %e, key = %key, "cannot spool the dump; it will be uploaded from memory only");
+                } else {
+                    self.metrics.dropped(reason);
+                    error!(
+                        error = %e,
+                        key = %key,
+                        "cannot spool the dump and {} unspooled dumps already wait in memory; this one is dropped",
+                        crate::uploader::MAX_IN_MEMORY
+                    );
+                }
             }
         }
     }

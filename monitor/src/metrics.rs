@@ -33,6 +33,7 @@ use thiserror::Error;
 use tracing::error;
 
 use crate::dump::{MemoryStats, Reason, Trigger};
+use crate::ebpf::EbpfStats;
 
 /// Content type of the OpenMetrics text format that [`Metrics::encode`] writes.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -47,6 +48,7 @@ const HEALTH_SLACK: Duration = Duration::from_secs(1);
 const REASONS: [Reason; 3] = [Reason::Baseline, Reason::Spike, Reason::SlowLeak];
 const TRIGGERS: [Trigger; 3] = [Trigger::Tick, Trigger::Event, Trigger::Startup];
 const MODES: [&str; 2] = ["ebpf", "procfs"];
+const KERNEL_OUTCOMES: [&str; 3] = ["sent", "dropped_full", "throttled"];
 
 /// A label set of one pair.
 type One = [(&'static str, &'static str); 1];
@@ -103,6 +105,9 @@ pub struct Metrics {
     upload_seconds: Histogram,
     delivery_seconds: Histogram,
     ebpf_events: Counter,
+    ebpf_kernel: Family<One, Counter>,
+    /// The kernel totals last seen, to turn them into counter increments.
+    ebpf_kernel_last: std::sync::Mutex<EbpfStats>,
     mode: Family<One, Gauge>,
     target_restarts: Counter,
     target_found: Gauge,
@@ -138,6 +143,8 @@ impl Metrics {
             // 0.1 s .. ~27 h: from capture to stored, outages included.
             delivery_seconds: Histogram::new(exponential_buckets(0.1, 3.0, 14)),
             ebpf_events: Counter::default(),
+            ebpf_kernel: Family::default(),
+            ebpf_kernel_last: std::sync::Mutex::default(),
             mode: Family::default(),
             target_restarts: Counter::default(),
             target_found: Gauge::default(),
@@ -230,6 +237,11 @@ impl Metrics {
             m.ebpf_events.clone(),
         );
         registry.register(
+            "ebpf_kernel_events",
+            "The eBPF programs' own counters (the kernel side's diagnostics): sent to the ring buffer, dropped_full (ring buffer full: a wake-up lost, the next tick still samples), throttled (within the 50 ms per-CPU gap)",
+            m.ebpf_kernel.clone(),
+        );
+        registry.register(
             "mode",
             "How memory changes are noticed: 1 for the current mode",
             m.mode.clone(),
@@ -269,6 +281,9 @@ impl Metrics {
         }
         for mode in MODES {
             let _ = m.mode.get_or_create(&[("mode", mode)]);
+        }
+        for outcome in KERNEL_OUTCOMES {
+            let _ = m.ebpf_kernel.get_or_create(&[("outcome", outcome)]);
         }
         Metrics { registry, ..m }
     }
@@ -363,6 +378,25 @@ impl Metrics {
     /// An eBPF wake-up arrived.
     pub fn ebpf_event(&self) {
         self.ebpf_events.inc();
+    }
+
+    /// The kernel programs' totals as read now; the counters move by what
+    /// changed since the last call (a reload starting from 0 moves nothing).
+    pub fn ebpf_kernel(&self, now: EbpfStats) {
+        let mut last = self
+            .ebpf_kernel_last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (outcome, new, old) in [
+            ("sent", now.sent, last.sent),
+            ("dropped_full", now.dropped_full, last.dropped_full),
+            ("throttled", now.throttled, last.throttled),
+        ] {
+            self.ebpf_kernel
+                .get_or_create(&[("outcome", outcome)])
+                .inc_by(new.saturating_sub(old));
+        }
+        *last = now;
     }
 
     /// The current mode, "ebpf" or "procfs" (1 for it, 0 for the other).
@@ -636,6 +670,47 @@ mod tests {
         // The new target has no baseline yet and the old one's figures are gone.
         assert_eq!(value(&t, "memory_monitor_baseline_taken"), 0.0);
         assert_eq!(value(&t, "memory_monitor_rss_anon_bytes"), 0.0);
+    }
+
+    #[test]
+    fn kernel_totals_become_counter_increments() {
+        let m = Metrics::new(Duration::from_secs(1));
+        let t = m.encode();
+        assert_eq!(
+            value(
+                &t,
+                "memory_monitor_ebpf_kernel_events_total{outcome=\"sent\"}"
+            ),
+            0.0
+        );
+        let at = |sent, dropped_full, throttled| EbpfStats {
+            sent,
+            dropped_full,
+            throttled,
+        };
+        m.ebpf_kernel(at(5, 0, 2));
+        m.ebpf_kernel(at(9, 1, 2));
+        let t = m.encode();
+        let kernel = |outcome: &str| {
+            value(
+                &t,
+                &format!("memory_monitor_ebpf_kernel_events_total{{outcome=\"{outcome}\"}}"),
+            )
+        };
+        assert_eq!(
+            (kernel("sent"), kernel("dropped_full"), kernel("throttled")),
+            (9.0, 1.0, 2.0)
+        );
+        // Programs reloaded (totals restart at 0): nothing goes backwards.
+        m.ebpf_kernel(at(1, 0, 0));
+        let t = m.encode();
+        assert_eq!(
+            value(
+                &t,
+                "memory_monitor_ebpf_kernel_events_total{outcome=\"sent\"}"
+            ),
+            9.0
+        );
     }
 
     #[test]

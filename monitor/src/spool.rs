@@ -210,8 +210,22 @@ impl Spool {
         for entry in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
             let entry = entry.map_err(io_err(&self.dir))?;
             let path = entry.path();
-            let is_record = path.extension().is_some_and(|e| e == "json")
-                && !entry.file_name().to_string_lossy().starts_with('.');
+            let hidden = entry.file_name().to_string_lossy().starts_with('.');
+            let is_record = path.extension().is_some_and(|e| e == "json") && !hidden;
+            if !hidden
+                && path.extension().is_some_and(|e| e == "pprof")
+                && !path.with_extension("json").exists()
+            {
+                // put() writes the dump, then its record: a stop in between
+                // leaves bytes without metadata. Say so rather than ignore it.
+                bad.push(SpoolError::BadRecord {
+                    path,
+                    why: "a dump without its record (the monitor stopped while spooling it); \
+                          left in place for a manual upload"
+                        .into(),
+                });
+                continue;
+            }
             if !is_record {
                 continue;
             }
@@ -447,6 +461,22 @@ mod tests {
         assert!(
             bad.iter().any(|b| b.contains("not one the monitor makes")),
             "{bad:?}"
+        );
+    }
+
+    #[test]
+    fn a_dump_without_its_record_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), limits(10, 1 << 20)).unwrap();
+        spool.put(record("whole", Reason::Spike, 1), b"1").unwrap();
+        fs::write(dir.path().join("half.pprof"), b"bytes").unwrap();
+        let (ok, bad) = spool.pending().unwrap();
+        assert_eq!(ok.len(), 1);
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        let msg = bad[0].to_string();
+        assert!(
+            msg.contains("half.pprof") && msg.contains("without its record"),
+            "{msg}"
         );
     }
 

@@ -35,6 +35,51 @@ pub struct UploaderSettings {
 pub struct Uploader {
     tx: mpsc::UnboundedSender<Payload>,
     task: tokio::task::JoinHandle<()>,
+    memory: MemorySlots,
+}
+
+/// How many dumps may wait in memory at once when the spool cannot be
+/// written: each can be up to DUMP_MAX_SIZE, and the queue must stay bounded
+/// even when the disk and S3 fail together.
+pub const MAX_IN_MEMORY: usize = 2;
+
+/// Counts dumps held only in memory; a slot frees itself when its dump is
+/// stored, given up or dropped at shutdown.
+#[derive(Debug, Clone)]
+pub struct MemorySlots {
+    used: Arc<std::sync::atomic::AtomicUsize>,
+    max: usize,
+}
+
+/// One dump's claim on a [`MemorySlots`]; released on drop.
+#[derive(Debug)]
+pub struct MemorySlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl MemorySlots {
+    /// Room for `max` dumps.
+    pub fn new(max: usize) -> MemorySlots {
+        MemorySlots {
+            used: Arc::default(),
+            max,
+        }
+    }
+
+    /// A slot, or None when all are taken.
+    pub fn take(&self) -> Option<MemorySlot> {
+        use std::sync::atomic::Ordering;
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| MemorySlot(self.used.clone()))
+    }
+}
+
+impl Drop for MemorySlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl Uploader {
@@ -66,6 +111,7 @@ impl Uploader {
         Uploader {
             tx,
             task: tokio::spawn(worker.run(leftovers)),
+            memory: MemorySlots::new(MAX_IN_MEMORY),
         }
     }
 
@@ -77,11 +123,17 @@ impl Uploader {
     }
 
     /// Queues a dump that could not be spooled (disk full, say): uploaded from
-    /// memory, lost only if the monitor stops before it is stored.
-    pub fn deliver_unspooled(&self, record: SpoolRecord, bytes: Vec<u8>) {
-        if self.tx.send(Payload::Memory(record, bytes)).is_err() {
+    /// memory, lost only if the monitor stops before it is stored. Returns
+    /// false, keeping nothing, when [`MAX_IN_MEMORY`] dumps already wait
+    /// there: the caller reports the drop.
+    pub fn deliver_unspooled(&self, record: SpoolRecord, bytes: Vec<u8>) -> bool {
+        let Some(slot) = self.memory.take() else {
+            return false;
+        };
+        if self.tx.send(Payload::Memory(record, bytes, slot)).is_err() {
             error!("uploader has stopped; an unspooled dump is lost");
         }
+        true
     }
 
     /// Stops taking new dumps and waits up to `bound` for the current upload.
@@ -132,14 +184,19 @@ struct Worker<S> {
 /// A dump to deliver: on disk in the spool, or only in memory.
 enum Payload {
     Spooled(Spooled),
-    Memory(SpoolRecord, Vec<u8>),
+    Memory(
+        SpoolRecord,
+        Vec<u8>,
+        // Never read: held so the slot frees when the job ends.
+        #[allow(dead_code)] MemorySlot,
+    ),
 }
 
 impl Payload {
     fn record(&self) -> &SpoolRecord {
         match self {
             Payload::Spooled(s) => &s.record,
-            Payload::Memory(r, _) => r,
+            Payload::Memory(r, ..) => r,
         }
     }
 
@@ -232,7 +289,7 @@ impl<S: ObjectStore> Worker<S> {
                     return true;
                 }
             },
-            Payload::Memory(_, b) => b.clone(),
+            Payload::Memory(_, b, _) => b.clone(),
         };
         let started = Instant::now();
         match self
@@ -363,7 +420,7 @@ fn stop_with(queue: &VecDeque<Job>) {
         "shutting down: undelivered dumps stay in the spool for the next start"
     );
     for job in queue {
-        if let Payload::Memory(record, _) = &job.dump {
+        if let Payload::Memory(record, ..) = &job.dump {
             error!(key = %record.info.key, "shutting down with a dump that was never spooled; it is lost");
         }
     }
@@ -382,6 +439,19 @@ pub fn backoff(attempt: u32, initial: Duration, max: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_slots_bound_the_dumps_held_in_memory() {
+        let slots = MemorySlots::new(2);
+        let a = slots.take().expect("first");
+        let b = slots.take().expect("second");
+        assert!(slots.take().is_none(), "a third dump must not be held");
+        drop(a);
+        let c = slots.take().expect("a freed slot is reused");
+        assert!(slots.take().is_none());
+        drop((b, c));
+        assert!(slots.take().is_some());
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {
