@@ -111,6 +111,14 @@ pub const SYSCALL_PROGRAMS: [(&str, &str, u32); 3] = [
     ("sys_munmap_exit", "munmap", kind::MUNMAP),
     ("sys_brk_exit", "brk", kind::BRK),
 ];
+/// The classic syscall tracepoints tried when fexit is refused (they need
+/// tracefs): (program, tracepoint in the `syscalls` category, event kind), in
+/// the order of [`SYSCALL_PROGRAMS`].
+pub const TRACEPOINT_PROGRAMS: [(&str, &str, u32); 3] = [
+    ("tp_mmap_exit", "sys_exit_mmap", kind::MMAP),
+    ("tp_munmap_exit", "sys_exit_munmap", kind::MUNMAP),
+    ("tp_brk_exit", "sys_exit_brk", kind::BRK),
+];
 /// The tp_btf fallback for mmap when the kernel refuses fexit:
 /// (program, tracepoint name without the `btf_trace_` prefix).
 pub const MMAP_FALLBACK_PROGRAM: (&str, &str) = ("mmap_area", "vm_unmapped_area");

@@ -10,11 +10,14 @@
 //! - `sys_*_exit`: fexit programs on the mmap/munmap/brk syscall entry points;
 //!   they run only for those syscalls and drop everything that is not the
 //!   target (compared in the monitor's PID namespace).
+//! - `tp_*_exit`: the classic `syscalls:sys_exit_*` tracepoints, for kernels
+//!   that refuse fexit but have tracefs mounted; they too run only for those
+//!   syscalls.
 //! - `mmap_area`: fallback for kernels that refuse fexit (some sandboxed
 //!   kernels answer EPERM even to root): the `vm_unmapped_area` tracepoint,
 //!   which only runs when a new mapping gets an address (mmap), never per
-//!   fault. munmap/brk have no equally cheap tracepoint and are not watched
-//!   then; their memory shows up through the page-fault counter anyway.
+//!   fault. Without fexit and tracefs, munmap/brk are not watched; their
+//!   memory still shows up through the page-fault counter.
 //!
 //! Every event goes to one ring buffer; a full buffer drops the event (the
 //! monitor only needs "something happened"), and a per-CPU, per-kind throttle
@@ -33,9 +36,9 @@ mod programs {
     use aya_ebpf::{
         bindings::bpf_pidns_info,
         helpers::{bpf_ktime_get_ns, generated::bpf_get_ns_current_pid_tgid},
-        macros::{btf_tracepoint, fexit, map, perf_event},
+        macros::{btf_tracepoint, fexit, map, perf_event, tracepoint},
         maps::{Array, PerCpuArray, RingBuf},
-        programs::{BtfTracePointContext, FExitContext, PerfEventContext},
+        programs::{BtfTracePointContext, FExitContext, PerfEventContext, TracePointContext},
     };
     use monitor_common::{Config, EVENTS_BYTES, MemEvent, TargetFilter, kind, stat};
 
@@ -169,6 +172,52 @@ mod programs {
     #[fexit]
     pub fn sys_brk_exit(ctx: FExitContext) -> i32 {
         syscall_exit(&ctx, kind::BRK);
+        0
+    }
+
+    /// Offset of `long ret` in a `syscalls:sys_exit_*` record: after the 8-byte
+    /// common header and `int __syscall_nr` (padded). A stable tracing ABI,
+    /// checked against the format file by the tests.
+    const SYS_EXIT_RET_OFFSET: usize = 16;
+
+    /// Shared body of the classic syscall tracepoints (used where fexit is
+    /// refused and tracefs is mounted): report only the target.
+    #[inline(always)]
+    fn tracepoint_exit(ctx: &TracePointContext, kind: u32) {
+        let Some(filter) = TARGET.get(0) else {
+            return;
+        };
+        if filter.tgid == 0 {
+            return;
+        }
+        if let Some(tgid) = tgid_in_monitor_ns(filter)
+            && tgid == filter.tgid
+        {
+            // SAFETY: the offset lies inside every sys_exit record; a failed
+            // read yields 0, which only blurs the diagnostic value.
+            let ret: i64 = unsafe { ctx.read_at(SYS_EXIT_RET_OFFSET) }.unwrap_or(0);
+            send(kind, tgid, ret as u64);
+        }
+    }
+
+    /// `syscalls:sys_exit_mmap` (needs tracefs to attach).
+    #[tracepoint]
+    pub fn tp_mmap_exit(ctx: TracePointContext) -> u32 {
+        tracepoint_exit(&ctx, kind::MMAP);
+        0
+    }
+
+    /// `syscalls:sys_exit_munmap` (needs tracefs to attach).
+    #[tracepoint]
+    pub fn tp_munmap_exit(ctx: TracePointContext) -> u32 {
+        tracepoint_exit(&ctx, kind::MUNMAP);
+        0
+    }
+
+    /// `syscalls:sys_exit_brk` (needs tracefs to attach).
+    #[tracepoint]
+    pub fn tp_brk_exit(ctx: TracePointContext) -> u32 {
+        tracepoint_exit(&ctx, kind::BRK);
         0
     }
 

@@ -265,11 +265,11 @@ mod imp {
     use aya::programs::perf_event::{
         PerfEventConfig, PerfEventLinkId, PerfEventScope, SamplePolicy, SoftwareEvent,
     };
-    use aya::programs::{BtfTracePoint, FExit, PerfEvent, ProgramError};
+    use aya::programs::{BtfTracePoint, FExit, PerfEvent, ProgramError, TracePoint};
     use aya::{Btf, Ebpf, EbpfLoader};
     use monitor_common::{
         CONFIG_MAP, Config, EVENTS_MAP, MMAP_FALLBACK_PROGRAM, MemEvent, PAGE_FAULTS_PROGRAM,
-        STATS_MAP, SYSCALL_PROGRAMS, TARGET_MAP, TargetFilter, stat,
+        STATS_MAP, SYSCALL_PROGRAMS, TARGET_MAP, TRACEPOINT_PROGRAMS, TargetFilter, stat,
     };
     use tokio::io::Interest;
     use tokio::io::unix::AsyncFd;
@@ -567,7 +567,9 @@ mod imp {
         let mut points = Vec::new();
         let mut unavailable = Vec::new();
         let mut mmap_refused = None;
-        for (program, syscall, kind) in SYSCALL_PROGRAMS {
+        for ((program, syscall, kind), (tp_program, tracepoint, _)) in
+            SYSCALL_PROGRAMS.into_iter().zip(TRACEPOINT_PROGRAMS)
+        {
             let function = format!("{SYSCALL_PREFIX}{syscall}");
             let what = format!("fexit:{function}");
             let fexit = program_mut::<FExit>(ebpf, program)?;
@@ -599,10 +601,33 @@ mod imp {
                         },
                         other => other,
                     };
-                    tracing::warn!(attach_point = %what, error = %e, "fexit hook unavailable");
-                    unavailable.push(e.to_string());
-                    if kind == monitor_common::kind::MMAP {
-                        mmap_refused = Some(e);
+                    // Next: the classic syscall tracepoint, where tracefs is mounted.
+                    let tp_what = format!("tracepoint:syscalls/{tracepoint}");
+                    let tp = program_mut::<TracePoint>(ebpf, tp_program)?;
+                    let via_tracepoint = tp
+                        .load()
+                        .map_err(|e| load_error(tp_program, &e))
+                        .and_then(|()| {
+                            tp.attach("syscalls", tracepoint)
+                                .map(|_| ())
+                                .map_err(|e| attach_error(&tp_what, &e))
+                        });
+                    match via_tracepoint {
+                        Ok(()) => {
+                            tracing::info!(attach_point = %tp_what, fexit_error = %e, "fexit refused; watching the syscall through its tracepoint");
+                            points.push(tp_what);
+                        }
+                        Err(tp_error) => {
+                            let e = EbpfError::Attach {
+                                what: what.clone(),
+                                detail: format!("{e}; {tp_what} (needs tracefs): {tp_error}"),
+                            };
+                            tracing::warn!(attach_point = %what, error = %e, "syscall hook unavailable");
+                            unavailable.push(e.to_string());
+                            if kind == monitor_common::kind::MMAP {
+                                mmap_refused = Some(e);
+                            }
+                        }
                     }
                 }
             }

@@ -18,6 +18,8 @@ use monitor::ebpf::{self, EbpfSettings, EbpfWatcher, WakeEvent, WakeKind};
 
 /// Env var that turns this binary into the faulting child.
 const CHILD_ENV: &str = "MONITOR_EBPF_TEST_CHILD";
+/// Env var that turns this binary into the tracefs-side checker.
+const TRACEFS_ENV: &str = "MONITOR_EBPF_TEST_TRACEFS";
 /// Env var that turns this binary into the namespace-side checker.
 const NS_ENV: &str = "MONITOR_EBPF_TEST_IN_NS";
 
@@ -126,13 +128,14 @@ impl Drop for Faulter {
     }
 }
 
-/// Whether the kernel let us hook this syscall with fexit (some sandboxed
-/// kernels refuse fexit even to root; then only mmap is watched, via tp_btf).
+/// Whether this syscall is hooked: by fexit, or where the kernel refuses
+/// fexit (some sandboxed kernels do, even to root) by its classic tracepoint
+/// if tracefs is mounted. Otherwise only mmap is watched, via tp_btf.
 fn hooked(watcher: &EbpfWatcher, syscall: &str) -> bool {
-    watcher
-        .attach_points()
-        .iter()
-        .any(|p| p.starts_with("fexit:") && p.ends_with(&format!("sys_{syscall}")))
+    watcher.attach_points().iter().any(|p| {
+        (p.starts_with("fexit:") && p.ends_with(&format!("sys_{syscall}")))
+            || p == &format!("tracepoint:syscalls/sys_exit_{syscall}")
+    })
 }
 
 /// The faulting child (does nothing unless re-executed by a test).
@@ -209,7 +212,7 @@ async fn programs_load_and_attach() {
         "hooks unavailable on this kernel: {:?}",
         watcher.unavailable_hooks()
     );
-    // mmap is always watched: by fexit, or by tp_btf where fexit is refused.
+    // mmap is always watched: by fexit, its tracepoint, or tp_btf.
     assert!(
         hooked(&watcher, "mmap") || points.iter().any(|p| p == "tp_btf:vm_unmapped_area"),
         "mmap not watched: {points:?}"
@@ -388,6 +391,89 @@ async fn throttle_bounds_the_event_rate() {
         "65536 faults mostly throttled: {stats:?}"
     );
     target.exit();
+}
+
+/// Where fexit is refused, the syscall tracepoints take over if tracefs is
+/// mounted. tracefs is not mounted on the CI machine, so the checker runs in
+/// a private mount namespace with tracefs mounted at /sys/kernel/tracing
+/// (nothing changes for the rest of the machine).
+#[test]
+fn syscall_tracepoints_watch_munmap_where_tracefs_is_mounted() {
+    if !can_run() {
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("unshare")
+        .args(["--mount", "sh", "-c"])
+        .arg(
+            "mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing \
+             && exec \"$0\" --exact tracefs_checker --nocapture --test-threads=1",
+        )
+        .arg(&exe)
+        .env(TRACEFS_ENV, "1")
+        .output()
+        .expect("run unshare (util-linux)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let _ = writeln!(std::io::stderr(), "{stdout}\n{stderr}");
+    assert!(out.status.success(), "tracefs checker failed");
+    assert!(stdout.contains("TRACEFS-CHECK-OK"), "checker did not run");
+}
+
+/// The mount-namespace side of
+/// [`syscall_tracepoints_watch_munmap_where_tracefs_is_mounted`].
+#[test]
+fn tracefs_checker() {
+    if std::env::var_os(TRACEFS_ENV).is_none() {
+        return;
+    }
+    // The programs read `ret` at a fixed offset: hold it to the format file.
+    let format =
+        std::fs::read_to_string("/sys/kernel/tracing/events/syscalls/sys_exit_munmap/format")
+            .expect("syscall tracepoints (CONFIG_FTRACE_SYSCALLS) in tracefs");
+    assert!(
+        format.contains("field:long ret;\toffset:16;"),
+        "sys_exit_munmap layout changed:\n{format}"
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut watcher = EbpfWatcher::load(&settings(4096)).expect("load");
+        let points = watcher.attach_points();
+        println!("attach points with tracefs: {points:?}");
+        for syscall in ["mmap", "munmap", "brk"] {
+            assert!(
+                hooked(&watcher, syscall),
+                "{syscall} not hooked: {points:?}"
+            );
+        }
+        assert!(
+            watcher.unavailable_hooks().is_empty(),
+            "{:?}",
+            watcher.unavailable_hooks()
+        );
+        let mut target = Faulter::spawn();
+        let mut other = Faulter::spawn();
+        watcher.watch(target.pid()).expect("watch");
+        other.fault(16, 4);
+        target.fault(16, 4);
+        let events = drain(&mut watcher, Duration::from_millis(300)).await;
+        let pid = target.pid();
+        assert!(events.iter().all(|e| e.pid == pid as u32), "{events:?}");
+        // Rounds closer than the kernel's 50 ms throttle share one event.
+        let munmaps = count(&events, pid, WakeKind::Munmap);
+        assert!(munmaps >= 1, "no munmap event: {events:?}");
+        // `ret` read at the right offset: munmap returns 0, mmap an address.
+        for e in &events {
+            match e.kind {
+                WakeKind::Munmap => assert_eq!(e.value, 0, "{e:?}"),
+                WakeKind::Mmap => assert!(e.value > 4096 && e.value < (1 << 48), "{e:?}"),
+                _ => {}
+            }
+        }
+        target.exit();
+        other.exit();
+        println!("TRACEFS-CHECK-OK {munmaps} munmap events");
+    });
 }
 
 /// Runs [`in_pid_namespace_checker`] inside `unshare --pid --fork
