@@ -86,6 +86,18 @@ mod programs {
         if rc == 0 { Some(info.tgid) } else { None }
     }
 
+    /// The target's tgid when the current task belongs to it; `None` for
+    /// everyone else (and while no target is set). Every syscall hook starts
+    /// here, so non-targets leave after one map lookup and one helper call.
+    #[inline(always)]
+    fn current_target() -> Option<u32> {
+        let filter = TARGET.get(0)?;
+        if filter.tgid == 0 {
+            return None;
+        }
+        tgid_in_monitor_ns(filter).filter(|&tgid| tgid == filter.tgid)
+    }
+
     /// Sends one event unless the throttle says this CPU sent one of this kind
     /// too recently, or the ring buffer is full (then drops it, never blocks).
     #[inline(always)]
@@ -139,18 +151,9 @@ mod programs {
     /// Shared body of the syscall hooks: report only the target.
     #[inline(always)]
     fn syscall_exit(ctx: &FExitContext, kind: u32) {
-        let Some(filter) = TARGET.get(0) else {
-            return;
-        };
-        if filter.tgid == 0 {
-            return;
-        }
-        match tgid_in_monitor_ns(filter) {
-            Some(tgid) if tgid == filter.tgid => {
-                let ret: i64 = ctx.ret().unwrap_or(0);
-                send(kind, tgid, ret as u64);
-            }
-            _ => {}
+        if let Some(tgid) = current_target() {
+            let ret: i64 = ctx.ret().unwrap_or(0);
+            send(kind, tgid, ret as u64);
         }
     }
 
@@ -184,15 +187,7 @@ mod programs {
     /// refused and tracefs is mounted): report only the target.
     #[inline(always)]
     fn tracepoint_exit(ctx: &TracePointContext, kind: u32) {
-        let Some(filter) = TARGET.get(0) else {
-            return;
-        };
-        if filter.tgid == 0 {
-            return;
-        }
-        if let Some(tgid) = tgid_in_monitor_ns(filter)
-            && tgid == filter.tgid
-        {
+        if let Some(tgid) = current_target() {
             // SAFETY: the offset lies inside every sys_exit record; a failed
             // read yields 0, which only blurs the diagnostic value.
             let ret: i64 = unsafe { ctx.read_at(SYS_EXIT_RET_OFFSET) }.unwrap_or(0);
@@ -227,15 +222,7 @@ mod programs {
     /// Its first argument is the address chosen (or a negative errno).
     #[btf_tracepoint(function = "vm_unmapped_area")]
     pub fn mmap_area(ctx: BtfTracePointContext) -> i32 {
-        let Some(filter) = TARGET.get(0) else {
-            return 0;
-        };
-        if filter.tgid == 0 {
-            return 0;
-        }
-        if let Some(tgid) = tgid_in_monitor_ns(filter)
-            && tgid == filter.tgid
-        {
+        if let Some(tgid) = current_target() {
             let addr: u64 = ctx.arg(0);
             send(kind::MMAP, tgid, addr);
         }
