@@ -35,6 +35,8 @@ use crate::uploader::{Uploader, UploaderSettings};
 
 /// Shortest gap between two eBPF-triggered resamples.
 const MIN_EVENT_RESAMPLE: Duration = Duration::from_millis(50);
+/// Shortest gap between two reads of the eBPF programs' counters.
+const KERNEL_STATS_EVERY: Duration = Duration::from_secs(1);
 /// How often to repeat "still waiting for the target".
 const WAITING_REMINDER: Duration = Duration::from_secs(60);
 /// Retry bounds for a failed baseline dump.
@@ -200,6 +202,8 @@ pub struct Monitor {
     waiting_since: Option<Instant>,
     last_reminder: Option<Instant>,
     last_event_resample: Option<Instant>,
+    /// When the eBPF counters were last read into the metrics.
+    kernel_stats_read: Option<Instant>,
     follow_up: Option<Instant>,
 }
 
@@ -250,6 +254,7 @@ impl Monitor {
             waiting_since: None,
             last_reminder: None,
             last_event_resample: None,
+            kernel_stats_read: None,
             follow_up: None,
             config,
         }
@@ -293,7 +298,14 @@ impl Monitor {
     async fn on_tick(&mut self) {
         let now = Instant::now();
         self.metrics.tick();
-        if let Some(w) = &self.watcher {
+        // Three map reads per call: at most once a second, however short the
+        // tick (counters for a scrape need no more).
+        if let Some(w) = &self.watcher
+            && self
+                .kernel_stats_read
+                .is_none_or(|t| now.duration_since(t) >= KERNEL_STATS_EVERY)
+        {
+            self.kernel_stats_read = Some(now);
             match w.stats() {
                 Ok(stats) => self.metrics.ebpf_kernel(stats),
                 Err(e) => debug!(error = %e, "cannot read the eBPF counters"),

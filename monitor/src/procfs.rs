@@ -75,10 +75,8 @@ pub fn parse_ppid(status: &str) -> Result<i32, String> {
 /// The command name in field 2 may hold spaces and parentheses, so fields are
 /// counted from the last `)`.
 pub fn parse_start_time(stat: &str) -> Result<u64, String> {
-    let close = stat.rfind(')').ok_or("no ')' after the command name")?;
     // Fields after the name start at field 3 (state); start time is field 22.
-    let field = stat[close + 1..]
-        .split_whitespace()
+    let field = fields_after_comm(stat)?
         .nth(22 - 3)
         .ok_or("fewer than 22 fields")?;
     field
@@ -90,16 +88,18 @@ pub fn parse_start_time(stat: &str) -> Result<u64, String> {
 /// `None` for a zombie (`Z`) or dead (`X`/`x`) one: it has exited, only its
 /// parent has not reaped it yet, and its status has no memory fields left.
 pub fn parse_live_start_time(stat: &str) -> Result<Option<u64>, String> {
-    let close = stat.rfind(')').ok_or("no ')' after the command name")?;
-    let state = stat[close + 1..]
-        .split_whitespace()
-        .next()
-        .ok_or("no state field")?;
+    let state = fields_after_comm(stat)?.next().ok_or("no state field")?;
     let start = parse_start_time(stat)?;
     Ok(match state {
         "Z" | "X" | "x" => None,
         _ => Some(start),
     })
+}
+
+/// Fields 3 onward of /proc/<pid>/stat, state first.
+fn fields_after_comm(stat: &str) -> Result<std::str::SplitWhitespace<'_>, String> {
+    let close = stat.rfind(')').ok_or("no ')' after the command name")?;
+    Ok(stat[close + 1..].split_whitespace())
 }
 
 /// The form the kernel stores for a command name: its first 15 bytes.
@@ -196,11 +196,6 @@ impl ProcFs {
         self.parse(pid, "status", parse_ppid)
     }
 
-    /// Start time of `pid`, in clock ticks since boot.
-    pub fn start_time(&self, pid: i32) -> Result<u64, ProcError> {
-        self.parse(pid, "stat", parse_start_time)
-    }
-
     /// PIDs of all threads of process `pid` (its /proc/<pid>/task entries).
     pub fn threads(&self, pid: i32) -> Result<Vec<i32>, ProcError> {
         let path = self.path(pid, "task");
@@ -286,7 +281,8 @@ impl ProcFs {
             .is_ok_and(|t| t == Some(id.start_time))
     }
 
-    /// The start time of `pid`, or None when it is a zombie.
+    /// The start time of `pid` (clock ticks since boot), or None when it is
+    /// a zombie.
     pub fn live_start_time(&self, pid: i32) -> Result<Option<u64>, ProcError> {
         self.parse(pid, "stat", parse_live_start_time)
     }
@@ -522,7 +518,7 @@ mod tests {
         let proc = ProcFs::default();
         let me = std::process::id() as i32;
         assert!(proc.rss_anon(me).unwrap() > 0);
-        assert!(proc.start_time(me).is_ok());
+        assert!(proc.live_start_time(me).unwrap().is_some());
     }
 
     proptest! {

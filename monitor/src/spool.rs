@@ -230,11 +230,11 @@ impl Spool {
                 continue;
             }
             match read_record(&path) {
-                Ok(record) if self.foreign(&record).is_some() => {
-                    let why = self.foreign(&record).unwrap_or_default();
-                    bad.push(SpoolError::BadRecord { path, why });
-                }
                 Ok(record) => {
+                    if let Some(why) = self.foreign(&record) {
+                        bad.push(SpoolError::BadRecord { path, why });
+                        continue;
+                    }
                     let dump = self.dir.join(format!("{}.pprof", record.info.id));
                     if dump.exists() {
                         ok.push(Spooled { record, path: dump });
