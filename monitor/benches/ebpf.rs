@@ -537,14 +537,14 @@ fn overhead(garage: &TestGarage, total_mib: usize, chunk_mib: usize, reps: usize
     let dir = tempfile::tempdir().expect("tempdir");
     let me = std::env::current_exe().expect("own path");
     let exe = dir.path().join(WORKLOAD_NAME);
-    std::fs::copy(&me, &exe).expect("copy the workload");
+    support::demo::copy_executable(&me, &exe).expect("copy the workload");
     let mut workload = Workload::spawn(&exe);
     // Idle processes under names of their own, for the monitors that watch
     // something else; idle, so they cost the workload nothing themselves.
     let mut idle = Vec::new();
     for i in 0..8 {
         let path = dir.path().join(format!("bench-idle-{i}"));
-        std::fs::copy("/bin/sleep", &path).expect("copy sleep");
+        support::demo::copy_executable(Path::new("/bin/sleep"), &path).expect("copy sleep");
         let child = Command::new(&path)
             .arg("3600")
             .spawn()

@@ -103,7 +103,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let name = format!("mmtgt{}", std::process::id() % 100_000);
         let exe = dir.path().join(&name);
-        std::fs::copy("/bin/sleep", &exe).unwrap();
+        // Copied by `cp`, not in this process: a write fd held here could leak
+        // into a child another test thread forks, and exec would see ETXTBSY.
+        let copied = Command::new("cp")
+            .arg("/bin/sleep")
+            .arg(&exe)
+            .status()
+            .unwrap();
+        assert!(copied.success(), "cp /bin/sleep: {copied}");
         let mut target = Target::new(ProcFs::default(), &name, std::process::id() as i32);
         assert_eq!(target.refresh().unwrap(), TargetChange::Unchanged);
 

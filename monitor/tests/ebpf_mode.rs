@@ -184,7 +184,7 @@ fn target_and_monitor_in_a_new_pid_namespace() {
     let work = tempfile::tempdir().unwrap();
     let name = "em-pidns";
     let exe = work.path().join(name);
-    std::fs::copy(&demo_exe, &exe).unwrap();
+    support::demo::copy_executable(&demo_exe, &exe).unwrap();
     let socket_dir = work.path().join("sock");
     std::fs::create_dir(&socket_dir).unwrap();
     let demo_log = work.path().join("demo.log");

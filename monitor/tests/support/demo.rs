@@ -101,8 +101,7 @@ impl DemoTarget {
         let (exe, name) = match &opts.exe_name {
             Some(name) => {
                 let exe = work.path().join(name);
-                std::fs::copy(&built, &exe)
-                    .with_context(|| format!("copying {} to {}", built.display(), exe.display()))?;
+                copy_executable(&built, &exe)?;
                 (exe, name.clone())
             }
             None => (built, "demo-target".to_string()),
@@ -317,6 +316,27 @@ fn start(opts: &DemoOptions, exe: &Path, socket_dir: &Path, log: &Path) -> anyho
     };
     cmd.spawn()
         .with_context(|| format!("starting {}", exe.display()))
+}
+
+/// Copies an executable for a test to run under another name.
+///
+/// The copy is made by a `cp` child process, never in this process: a write
+/// descriptor open here would be inherited by any child another test thread
+/// forks meanwhile, and exec of the copy then fails with ETXTBSY ("Text file
+/// busy") until that child has exec'd. `cp` holds the only writer and it is
+/// closed when `cp` exits.
+pub fn copy_executable(from: &Path, to: &Path) -> anyhow::Result<()> {
+    let status = Command::new("cp")
+        .arg("--")
+        .arg(from)
+        .arg(to)
+        .stdin(Stdio::null())
+        .status()
+        .context("running cp")?;
+    if !status.success() {
+        bail!("cp {} {} failed: {status}", from.display(), to.display());
+    }
+    Ok(())
 }
 
 /// `target/<profile>/examples/demo-target`, built once per test process when
