@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rand::Rng;
 use support::demo::{DemoEvent, DemoOptions, DemoTarget};
 use support::garage::TestGarage;
-use support::monitor::{Monitor, base_env};
+use support::monitor::{Monitor, base_env, field};
 
 /// Env var that turns this binary into the page-fault workload.
 const WORKLOAD_ENV: &str = "MONITOR_BENCH_PAGEFAULT_CHILD";
@@ -185,13 +185,6 @@ fn outcomes(commanded: &[u64], events: &[DemoEvent]) -> Vec<SpikeOutcome> {
             }
         })
         .collect()
-}
-
-/// The value of `name=` in a text log line.
-fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
-    let needle = format!(" {name}=");
-    let at = line.find(&needle)? + needle.len();
-    Some(line[at..].split_whitespace().next()?.trim_matches('"'))
 }
 
 /// p50 and p99 of one latency measure, ms.

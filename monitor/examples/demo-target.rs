@@ -15,6 +15,10 @@
 //! | `leak <MiB>`        | `ok` once that much has been allocated, touched and leaked   |
 //! | `events`            | JSON list of `{kind, unix_ns}` (spike-start, spike-end,      |
 //! |                     | dump-request)                                                |
+//! | `misbehave <how>`   | `ok`; from now on `dump` is answered badly, for fault tests: |
+//! |                     | `hang` (no reply until the client hangs up), `trickle` (a    |
+//! |                     | byte every 100 ms), `empty` (EOF at once), `garbage` (text   |
+//! |                     | that is not gzip); `none` restores real dumps                |
 //!
 //! Memory patterns (`--pattern`): `steady` keeps `--base-mib`; `spikes` adds a
 //! spike of `--spike-mib` for `--spike-ms` every `--spike-every-ms` (a fixed
@@ -126,6 +130,22 @@ static EVENTS: Mutex<Vec<Event>> = Mutex::new(Vec::new());
 /// Memory leaked on purpose (pattern leak and `leak` commands); never freed.
 static LEAKED: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
+/// How `dump` is answered: real profiles, or one of the faults a broken
+/// service shows, so the monitor's handling can be tested end to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Misbehave {
+    None,
+    Hang,
+    Trickle,
+    Empty,
+    Garbage,
+}
+
+static MISBEHAVE: Mutex<Misbehave> = Mutex::new(Misbehave::None);
+
+/// How long a misbehaving reply may hold the (one-at-a-time) server.
+const MISBEHAVE_LIMIT: Duration = Duration::from_secs(60);
+
 fn record(kind: &'static str) {
     let unix_ns = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -235,6 +255,26 @@ async fn handle(line: &str) -> Vec<u8> {
                 .map_err(|e| format!("leak task failed: {e}")),
             Err(e) => Err(format!("bad leak argument {mib:?}: {e}")),
         },
+        ["misbehave", how] => {
+            let mode = match *how {
+                "none" => Some(Misbehave::None),
+                "hang" => Some(Misbehave::Hang),
+                "trickle" => Some(Misbehave::Trickle),
+                "empty" => Some(Misbehave::Empty),
+                "garbage" => Some(Misbehave::Garbage),
+                _ => None,
+            };
+            match mode {
+                Some(mode) => {
+                    *MISBEHAVE.lock().unwrap_or_else(|p| p.into_inner()) = mode;
+                    info!(?mode, "dump requests will be answered this way");
+                    Ok("ok".to_string())
+                }
+                None => Err(format!(
+                    "bad misbehave argument {how:?}: want none, hang, trickle, empty or garbage"
+                )),
+            }
+        }
         _ => Err(format!("unknown command {line:?}")),
     };
     match reply {
@@ -248,19 +288,56 @@ async fn handle(line: &str) -> Vec<u8> {
 
 async fn serve_one(stream: UnixStream) -> anyhow::Result<()> {
     let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
     let mut line = String::new();
     // A client that never sends its line must not block the next one forever.
-    tokio::time::timeout(
-        Duration::from_secs(5),
-        BufReader::new(read).read_line(&mut line),
-    )
-    .await
-    .context("no command line within 5 s")?
-    .context("reading the command line")?;
+    tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line))
+        .await
+        .context("no command line within 5 s")?
+        .context("reading the command line")?;
+    let mode = *MISBEHAVE.lock().unwrap_or_else(|p| p.into_inner());
+    if line.trim() == "dump" && mode != Misbehave::None {
+        record("dump-request");
+        info!(?mode, "answering a dump request badly, as asked");
+        // Bounded, so a client that never hangs up cannot stall the demo.
+        let _ =
+            tokio::time::timeout(MISBEHAVE_LIMIT, misbehave(mode, &mut reader, &mut write)).await;
+        return Ok(());
+    }
     let reply = handle(line.trim()).await;
     write.write_all(&reply).await.context("writing the reply")?;
     write.shutdown().await.context("closing the connection")?;
     Ok(())
+}
+
+/// Answers a dump request the way `mode` says a broken service would.
+async fn misbehave(
+    mode: Misbehave,
+    reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>,
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+) {
+    use tokio::io::AsyncReadExt;
+    match mode {
+        Misbehave::None | Misbehave::Empty => {}
+        // Wait for the client to give up and close its end.
+        Misbehave::Hang => {
+            let mut buf = [0u8; 64];
+            while let Ok(1..) = reader.read(&mut buf).await {}
+        }
+        // The start of a gzip stream, a byte at a time, never finished.
+        Misbehave::Trickle => {
+            for byte in [0x1f_u8, 0x8b, 0x08, 0x00].into_iter().cycle() {
+                if write.write_all(&[byte]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Misbehave::Garbage => {
+            let _ = write.write_all(b"this is not a heap profile\n").await;
+        }
+    }
+    let _ = write.shutdown().await;
 }
 
 /// Removes a stale socket left by an earlier run; refuses to delete anything else.

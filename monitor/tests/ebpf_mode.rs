@@ -22,7 +22,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::demo::DemoTarget;
-use support::monitor::{Monitor, base_env};
+use support::monitor::{Monitor, base_env, field};
 use support::rig::{Bucket, steady};
 
 /// Long enough that a 300 ms spike started right after a tick is over well
@@ -83,14 +83,6 @@ fn ebpf_env(
         env.insert(k.into(), v.into());
     }
     env
-}
-
-/// The value of `name=` in a text log line (up to the next space), without
-/// the quotes tracing puts around `&str` values.
-fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
-    let needle = format!(" {name}=");
-    let at = line.find(&needle)? + needle.len();
-    Some(line[at..].split_whitespace().next()?.trim_matches('"'))
 }
 
 /// Waits for the next `tick` line after those already logged, then runs

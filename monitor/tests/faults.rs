@@ -11,7 +11,7 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::monitor::Monitor;
+use support::monitor::{Monitor, field};
 use support::rig::{Rig, steady};
 use support::slack::{Behaviour, SlackStandIn};
 
@@ -23,12 +23,6 @@ struct Captured {
     id: String,
     bytes: u64,
     reason: String,
-}
-
-/// The value of `name=` in a log line.
-fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
-    let start = line.find(&format!(" {name}="))? + name.len() + 2;
-    line[start..].split_whitespace().next()
 }
 
 /// Every dump the monitor says it captured, in order.
@@ -272,26 +266,92 @@ fn an_s3_outage_while_the_target_leaks_loses_no_dump() {
     );
 }
 
+/// An S3 endpoint that takes requests and never answers: an upload sent to
+/// it stays in flight until the client gives up. Records each request's bytes.
+struct BlackHole {
+    addr: std::net::SocketAddr,
+    received: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl BlackHole {
+    fn start() -> BlackHole {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let addr = listener.local_addr().expect("its address");
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = received.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().map_while(Result::ok) {
+                let sink = sink.clone();
+                // Read forever, answer nothing; the connection stays open
+                // until the client closes it (or dies).
+                std::thread::spawn(move || {
+                    let mut conn = conn;
+                    let mut buf = [0u8; 64 * 1024];
+                    while let Ok(n @ 1..) = conn.read(&mut buf) {
+                        sink.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
+                });
+            }
+        });
+        BlackHole { addr, received }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Everything received so far, as text (headers are ASCII).
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.received.lock().unwrap()).into_owned()
+    }
+
+    /// Bytes received so far.
+    fn len(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+}
+
 #[test]
 fn a_monitor_killed_mid_upload_uploads_the_pending_dump_after_restart() {
-    let mut rig = Rig::new(steady("flt-sigkill", 16));
-    rig.garage.stop();
-    let env = rig.env(&[("S3_MAX_ATTEMPTS", "1")]);
+    let rig = Rig::new(steady("flt-sigkill", 16));
+    // First run: S3 is an endpoint that receives the PUT and never answers,
+    // so the monitor is killed while its upload is really on the wire.
+    let hole = BlackHole::start();
+    let mut env = rig.env(&[("S3_MAX_ATTEMPTS", "1")]);
+    env.insert("AWS_ENDPOINT_URL".into(), hole.url());
     let mut first = Monitor::start(&env);
     first.wait_for(
         &["heap dump captured", "reason=baseline"],
         1,
         Duration::from_secs(30),
     );
-    first.wait_for(&["upload failed"], 1, Duration::from_secs(20));
     let pending = captured(&first).remove(0);
+    // The whole request, headers and body, has reached the endpoint.
+    wait_until(
+        "the PUT of the baseline dump reaches the endpoint",
+        Duration::from_secs(20),
+        &first,
+        || {
+            hole.text()
+                .contains(&format!("PUT /{}/{}", rig.garage.bucket(), pending.key))
+                && hole.len() as u64 > pending.bytes
+        },
+    );
+    assert!(
+        first.matching(&["dump stored"]).is_empty()
+            && first.matching(&["upload failed"]).is_empty(),
+        "the upload is still in flight: {}",
+        first.logs().join("\n")
+    );
     let records = spooled_records(&rig.spool_dir());
     assert_eq!(records.len(), 1, "{records:?}");
     let spooled_bytes = std::fs::read(records[0].with_extension("pprof")).expect("spooled dump");
     assert_eq!(spooled_bytes.len() as u64, pending.bytes);
-    first.kill(); // SIGKILL: no shutdown path runs.
+    first.kill(); // SIGKILL mid-PUT: no shutdown path runs.
 
-    rig.garage.restart().expect("garage restarts");
+    // Second run against the real store.
+    let env = rig.env(&[("S3_MAX_ATTEMPTS", "1")]);
     let second = Monitor::start(&env);
     second.wait_for(
         &["uploading dumps left in the spool"],
@@ -402,6 +462,94 @@ fn a_broken_socket_is_logged_with_its_cause_and_sampling_goes_on() {
             .expect("stops on SIGTERM");
         assert!(status.success(), "{status:?}");
     }
+}
+
+/// The target itself answers its socket badly (the demo's `misbehave`
+/// command): each fault ends in an error naming the socket and the cause,
+/// ticks go on meanwhile, the baseline is retried, nothing is stored, and
+/// SIGTERM still stops the monitor cleanly.
+#[test]
+fn a_target_answering_its_socket_badly_is_logged_with_the_cause_and_sampling_goes_on() {
+    let rig = Rig::new(steady("flt-answers", 16));
+    let socket = rig.demo.socket_path().display().to_string();
+    for (how, extra, cause) in [
+        (
+            "hang",
+            None,
+            "did not finish its reply within 1s (0 bytes so far)",
+        ),
+        ("trickle", None, "did not finish its reply within 1s"),
+        ("empty", None, "closed the connection without replying"),
+        (
+            "garbage",
+            None,
+            "as text: \"this is not a heap profile\"): missing the gzip magic 1f 8b",
+        ),
+        (
+            "none",
+            Some(("DUMP_MAX_SIZE", "4KiB")),
+            "exceeds the cap of 4096 bytes",
+        ),
+    ] {
+        assert_eq!(rig.demo.command(&format!("misbehave {how}")), "ok\n");
+        let mut env = rig.env(&[("DUMP_READ_TIMEOUT", "1s")]);
+        env.extend(extra.map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut monitor = Monitor::start(&env);
+        let failed = monitor.wait_for(&["heap dump failed", cause], 1, Duration::from_secs(20));
+        assert!(
+            failed[0].contains(&socket) && failed[0].contains("ERROR"),
+            "{how}: the error names the socket: {}",
+            failed[0]
+        );
+        let ticks = monitor.matching(&["monitor::app", " tick "]).len();
+        monitor.wait_for(
+            &["monitor::app", " tick "],
+            ticks + 5,
+            Duration::from_secs(20),
+        );
+        monitor.wait_for(&["heap dump failed", cause], 2, Duration::from_secs(20));
+        assert!(
+            monitor.matching(&["panicked"]).is_empty(),
+            "{how}: {}",
+            monitor.logs().join("\n")
+        );
+        monitor.signal(libc::SIGTERM);
+        let status = monitor
+            .wait(Duration::from_secs(10))
+            .expect("stops on SIGTERM");
+        assert!(status.success(), "{how}: {status:?}");
+    }
+    assert!(rig.keys().is_empty(), "nothing stored from a bad reply");
+
+    // SIGTERM while a capture hangs: the monitor abandons it within its
+    // shutdown bound (5 s in these tests) and exits 0.
+    assert_eq!(rig.demo.command("misbehave hang"), "ok\n");
+    let mut monitor = Monitor::start(&rig.env(&[("DUMP_READ_TIMEOUT", "60s")]));
+    monitor.wait_for(
+        &["requesting heap dump", "reason=baseline"],
+        1,
+        Duration::from_secs(20),
+    );
+    let ticks = monitor.matching(&["monitor::app", " tick "]).len();
+    monitor.wait_for(
+        &["monitor::app", " tick "],
+        ticks + 3,
+        Duration::from_secs(10),
+    );
+    assert!(monitor.matching(&["heap dump failed"]).is_empty());
+    let asked = Instant::now();
+    monitor.signal(libc::SIGTERM);
+    let status = monitor
+        .wait(Duration::from_secs(10))
+        .expect("stops within twice its 5 s shutdown bound");
+    assert!(status.success(), "{status:?}");
+    assert!(asked.elapsed() < Duration::from_secs(10));
+    monitor.wait_for(
+        &["heap dump still running at shutdown; abandoned"],
+        1,
+        Duration::from_secs(1),
+    );
+    assert_eq!(rig.demo.command("misbehave none"), "ok\n");
 }
 
 /// VmRSS (bytes) and open file descriptors of `pid`.

@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::demo::DemoOptions;
-use support::monitor::Monitor;
+use support::monitor::{Monitor, field};
 use support::rig::{Rig, is_reason, steady};
 use support::slack::SlackStandIn;
 
@@ -172,36 +172,136 @@ fn a_spike_produces_a_spike_dump() {
     );
 }
 
+/// RssAnon samples from the monitor's `tick` lines, oldest first.
+fn tick_samples(monitor: &Monitor) -> Vec<u64> {
+    monitor
+        .matching(&["monitor::app", " tick "])
+        .iter()
+        .map(|line| {
+            field(line, "rss_anon")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no rss_anon in {line}"))
+        })
+        .collect()
+}
+
+/// Blocks until the monitor logs its next `tick` line; returns all samples.
+fn next_tick(monitor: &Monitor) -> Vec<u64> {
+    let seen = monitor.matching(&["monitor::app", " tick "]).len();
+    monitor.wait_for(
+        &["monitor::app", " tick "],
+        seen + 1,
+        Duration::from_secs(10),
+    );
+    tick_samples(monitor)
+}
+
+/// The window's P50 once `next` has joined the last `size` samples.
+fn p50_after(samples: &[u64], next: u64, size: usize) -> u64 {
+    let mut window = monitor::window::Window::new(size.try_into().expect("window size > 0"));
+    for &sample in samples.iter().rev().take(size - 1).rev() {
+        window.push(sample);
+    }
+    window.push(next);
+    window.percentile(50).expect("non-empty window")
+}
+
+/// The case the reference design gets wrong: at one tick both rules match, the
+/// spike rule is cooling down and the slow-leak rule is not. The leak must be
+/// dumped at that very tick, not one tick later once the spike stops matching.
+///
+/// Scripted tick by tick from the monitor's own `tick` lines: spike A starts
+/// the spike cooldown; a lasting step L then raises the window's P50; right
+/// before the tick at which P50 would cross the leak threshold, a one-tick
+/// spike B lands, so that tick matches both rules. The slow-leak object must
+/// carry B's sample as its RssAnon.
 #[test]
 fn a_spike_in_cooldown_does_not_mask_a_slow_leak() {
-    let rig = Rig::new(steady("mm-mask", 32));
-    // Spike cooldown = 10 × 300 ms = 3 s; slow-leak cooldown 200 ms.
+    const WINDOW: usize = 20; // P95 is the 19th of 20, so one spike does not raise it
+    const STEP_MIB: u64 = 24;
+    let rig = Rig::new(steady("mm-masked", 32));
+    // A whole second per tick: B must be allocated and touched between the
+    // tick the test reacts to and the next, even on a loaded CI machine.
+    let interval = Duration::from_secs(1);
+    // Spike cooldown = 20 × 1 s: long enough to script the rest in.
     let monitor = Monitor::start(&rig.env(&[
-        ("CHECK_INTERVAL", "300ms"),
-        ("HISTORY_WINDOW_SIZE", "10"),
+        ("CHECK_INTERVAL", "1s"),
+        ("HISTORY_WINDOW_SIZE", "20"),
+        ("SPIKE_MULTIPLIER", "2"),
+        ("MEMORY_CHANGE_THRESHOLD", "16MiB"),
         ("DUMP_COOLDOWN", "200ms"),
     ]));
+    let logs = || monitor.logs().join("\n");
     rig.wait_for_keys("baseline", 1, Duration::from_secs(30), &monitor);
-    monitor.wait_for(&["baseline P50 set"], 1, Duration::from_secs(20));
-    // A lasting jump: a spike now, then the window's P50 follows it up (a leak)
-    // while the spike rule is still cooling down.
-    rig.demo.leak(128);
-    let spike = rig
+    monitor.wait_for(&["baseline P50 set"], 1, Duration::from_secs(45));
+    let base = *tick_samples(&monitor)
+        .last()
+        .expect("ticks before the baseline");
+    let base_mib = base.div_ceil(MIB);
+
+    // Spike A: one tick at twice the window's P95 and more.
+    next_tick(&monitor);
+    rig.demo
+        .spike((base_mib + 32) as usize, interval.as_millis() as u64);
+    let a_key = rig
         .wait_for_keys("spike", 1, Duration::from_secs(20), &monitor)
         .remove(0);
-    let leak = rig
+    let a_tick = tick_samples(&monitor)
+        .iter()
+        .rposition(|&s| s > 2 * base)
+        .expect("spike A was sampled");
+
+    // Step L, lasting; then wait for the tick before P50 would cross.
+    next_tick(&monitor);
+    rig.demo.leak(STEP_MIB as usize);
+    let level = base + STEP_MIB * MIB;
+    let samples = loop {
+        let samples = next_tick(&monitor);
+        assert!(
+            samples.len() - a_tick < WINDOW,
+            "spike A left the window before the scripted tick; log:\n{}",
+            logs()
+        );
+        // The monitor's own baseline (reset to P50 by spike A's dump).
+        let last = monitor.matching(&["monitor::app", " tick "]);
+        let baseline: u64 = last
+            .last()
+            .and_then(|line| field(line, "baseline_p50"))
+            .and_then(|v| v.strip_prefix("Some(")?.strip_suffix(')')?.parse().ok())
+            .unwrap_or_else(|| panic!("no baseline_p50 in {last:?}"));
+        if p50_after(&samples, level, WINDOW) > baseline + 16 * MIB {
+            break samples;
+        }
+    };
+    // P95 of the window now is the step's level: B must be above twice it.
+    let b_mib = (level.div_ceil(MIB) + 32) as usize;
+    rig.demo.spike(b_mib, interval.as_millis() as u64);
+    let b_tick = samples.len();
+    let samples = next_tick(&monitor);
+    let b_sample = samples[b_tick];
+    assert!(
+        b_sample > 2 * level,
+        "spike B missed its tick ({b_sample} bytes sampled); log:\n{}",
+        logs()
+    );
+
+    let leak_key = rig
         .wait_for_keys("slow-leak", 1, Duration::from_secs(20), &monitor)
         .remove(0);
-    let at = |key: &str| {
-        let (_, meta) = rig.object(key);
-        chrono::DateTime::parse_from_rfc3339(meta.get("captured-at").expect("captured-at"))
-            .unwrap_or_else(|e| panic!("captured-at of {key}: {e}"))
-    };
-    let gap = at(&leak) - at(&spike);
-    assert!(
-        gap < chrono::TimeDelta::seconds(3),
-        "the slow leak waited for the spike cooldown: {gap:?}\n{}",
-        monitor.logs().join("\n")
+    let meta = rig.metadata(&leak_key);
+    assert_eq!(
+        meta.get("rss-anon-bytes").map(String::as_str),
+        Some(b_sample.to_string().as_str()),
+        "the slow leak was dumped at the tick where the spike rule matched too \
+         ({b_sample} bytes); {meta:?}\nlog:\n{}",
+        logs()
+    );
+    let held = monitor.matching(&["rule matched but is in cooldown", "reason=spike"]);
+    assert_eq!(held.len(), 1, "spike B was held by A's cooldown: {held:?}");
+    assert_eq!(
+        rig.keys().iter().filter(|k| is_reason(k, "spike")).count(),
+        1,
+        "only spike A was dumped ({a_key})"
     );
 }
 

@@ -45,6 +45,13 @@ pub fn base_env(binary: &str, socket_dir: &Path, spool_dir: &Path) -> HashMap<St
     .collect()
 }
 
+/// The value of `name=` in a log line (quotes trimmed), e.g. `rss_anon`.
+pub fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let needle = format!(" {name}=");
+    let at = line.find(&needle)? + needle.len();
+    Some(line[at..].split_whitespace().next()?.trim_matches('"'))
+}
+
 /// Path of the monitor binary built for these tests.
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_memory-monitor"))
