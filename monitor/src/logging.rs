@@ -20,3 +20,47 @@ pub fn init(format: LogFormat) {
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 }
+
+/// An error and its causes as one line, `outer: inner: root`, each cause
+/// said once: wrappers that already print their source's text (a common
+/// `thiserror` pattern) do not get it appended a second time.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut chain = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !text.is_empty() && !chain.ends_with(&text) {
+            chain.push_str(": ");
+            chain.push_str(&text);
+        }
+        source = cause.source();
+    }
+    chain
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("spool /x: {source}")]
+    struct Repeats {
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let io = || std::io::Error::from_raw_os_error(30);
+        let repeats = anyhow::Error::new(Repeats { source: io() }).context("cannot open the spool");
+        assert_eq!(
+            error_chain(repeats.as_ref()),
+            "cannot open the spool: spool /x: Read-only file system (os error 30)"
+        );
+        let plain = anyhow::Error::new(io()).context("reading /proc/1/status");
+        assert_eq!(
+            error_chain(plain.as_ref()),
+            "reading /proc/1/status: Read-only file system (os error 30)"
+        );
+    }
+}

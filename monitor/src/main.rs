@@ -11,7 +11,10 @@ async fn main() -> std::process::ExitCode {
     match app::run(config).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("memory-monitor cannot run: {e:#}");
+            tracing::error!(
+                "memory-monitor cannot run: {}",
+                logging::error_chain(e.as_ref())
+            );
             std::process::ExitCode::FAILURE
         }
     }

@@ -405,7 +405,9 @@ fn put_error(bucket: &str, key: &str, err: &SdkError<PutObjectError>) -> StoreEr
             status.map_or_else(|| "?".to_owned(), |s| s.to_string()),
             err.message().unwrap_or("(no message)")
         ),
-        _ => error_chain(err),
+        // What DisplayErrorContext prints, minus the Debug dump of the raw
+        // response (all its headers) it appends: noisy in logs and Slack.
+        _ => crate::logging::error_chain(err),
     };
     StoreError::Put {
         bucket: bucket.to_owned(),
@@ -413,24 +415,6 @@ fn put_error(bucket: &str, key: &str, err: &SdkError<PutObjectError>) -> StoreEr
         retryable,
         detail,
     }
-}
-
-/// The error and its causes, `outer: inner: root`. This is what
-/// [`aws_sdk_s3::error::DisplayErrorContext`] prints minus the `Debug` dump it appends, which
-/// holds the raw response with all its headers: noisy in logs and Slack.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut chain = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        // Wrappers often repeat their cause's text; say it once.
-        if !text.is_empty() && !chain.ends_with(&text) {
-            chain.push_str(": ");
-            chain.push_str(&text);
-        }
-        source = cause.source();
-    }
-    chain
 }
 
 /// Whether an error reply from S3 may go away by itself.

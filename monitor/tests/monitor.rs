@@ -429,3 +429,98 @@ fn help_lists_every_variable_with_its_default() {
         assert!(help.contains(var), "--help lacks {var}:\n{help}");
     }
 }
+
+/// The procfs-only deployment, as the manifests run it: the monitor as a
+/// non-root user sharing the service's UID, with a read-only root filesystem
+/// and only its spool volume writable (a tmpfs here, an emptyDir there). It
+/// must find the target, dump, spool and upload without writing elsewhere.
+#[test]
+fn runs_as_non_root_on_a_read_only_root_filesystem() {
+    const UID: u32 = 65534;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "this test switches users and remounts /: CI must run it as root"
+        );
+        eprintln!("skipped: needs root to switch users and remount /");
+        return;
+    }
+    let rig = Rig::new(DemoOptions {
+        run_as: Some(UID),
+        ..steady("mm-nonroot", 32)
+    });
+    // A copy the other user can reach whatever the checkout's permissions.
+    let bin_dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        bin_dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let exe = bin_dir.path().join("memory-monitor");
+    support::demo::copy_executable(&support::monitor::binary(), &exe).unwrap();
+
+    let mut env = rig.env(&[
+        // Garage's config dir is root's; the SDK needs no files here.
+        ("AWS_CONFIG_FILE", "/dev/null"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+        // The leak below must read as a leak, not a spike.
+        ("SPIKE_MULTIPLIER", "3"),
+    ]);
+    env.insert("MONITOR_EXE".into(), exe.display().to_string());
+    env.insert(
+        "SPOOL_VOLUME".into(),
+        rig.spool.path().display().to_string(),
+    );
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["--mount", "sh", "-c"]).arg(format!(
+        r#"mount -o remount,bind,ro / &&
+mount -t tmpfs -o mode=0700,uid={UID},gid={UID},size=256m spool "$SPOOL_VOLUME" &&
+exec setpriv --reuid {UID} --regid {UID} --clear-groups --inh-caps=-all --bounding-set=-all "$MONITOR_EXE""#
+    ));
+    let mut monitor = Monitor::start_command(cmd, &env);
+    rig.wait_for_keys("baseline", 1, Duration::from_secs(30), &monitor);
+
+    // It really is that user, on that filesystem (unshare, sh and setpriv
+    // exec in turn, so the monitor kept the pid).
+    let status = std::fs::read_to_string(format!("/proc/{}/status", monitor.pid())).unwrap();
+    let uids = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .expect("Uid line");
+    assert!(
+        uids.split_whitespace().all(|u| u == UID.to_string()),
+        "Uid:{uids}"
+    );
+    let mounts = std::fs::read_to_string(format!("/proc/{}/mountinfo", monitor.pid())).unwrap();
+    let root = mounts
+        .lines()
+        .find(|l| l.split_whitespace().nth(4) == Some("/"))
+        .expect("a / mount");
+    assert!(
+        root.split_whitespace()
+            .nth(5)
+            .is_some_and(|o| o.split(',').any(|o| o == "ro")),
+        "/ is read-only for the monitor: {root}"
+    );
+
+    monitor.wait_for(&["baseline P50 set"], 1, Duration::from_secs(20));
+    rig.demo.leak(24);
+    rig.wait_for_keys("slow-leak", 1, Duration::from_secs(30), &monitor);
+    let complaints: Vec<_> = monitor
+        .logs()
+        .into_iter()
+        .filter(|l| {
+            l.contains("Read-only file system")
+                || l.contains("Permission denied")
+                || l.contains(" ERROR ")
+        })
+        .collect();
+    assert!(complaints.is_empty(), "{complaints:#?}");
+    monitor.signal(libc::SIGTERM);
+    let exit = monitor
+        .wait(Duration::from_secs(10))
+        .expect("stops on SIGTERM");
+    assert!(exit.success(), "{exit:?}");
+}

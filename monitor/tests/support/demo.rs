@@ -35,6 +35,9 @@ pub struct DemoOptions {
     /// MALLOC_CONF for the child; None removes it from the environment so the
     /// demo's built-in `malloc_conf` applies.
     pub malloc_conf: Option<String>,
+    /// Run as this uid (and gid of the same number) instead of the test's
+    /// user; needs root. Its directories are opened up to it.
+    pub run_as: Option<u32>,
 }
 
 impl Default for DemoOptions {
@@ -46,6 +49,7 @@ impl Default for DemoOptions {
             socket_dir: None,
             exe_name: None,
             malloc_conf: None,
+            run_as: None,
         }
     }
 }
@@ -116,6 +120,9 @@ impl DemoTarget {
             }
         };
         let log = work.path().join("demo-target.log");
+        if let Some(uid) = opts.run_as {
+            open_to(uid, work.path(), &socket_dir)?;
+        }
         dirs.push(work);
         let child = start(&opts, &exe, &socket_dir, &log)?;
         let mut target = DemoTarget {
@@ -314,8 +321,24 @@ fn start(opts: &DemoOptions, exe: &Path, socket_dir: &Path, log: &Path) -> anyho
         Some(conf) => cmd.env("MALLOC_CONF", conf),
         None => cmd.env_remove("MALLOC_CONF"),
     };
+    if let Some(uid) = opts.run_as {
+        use std::os::unix::process::CommandExt;
+        // std drops supplementary groups too when root sets a uid.
+        cmd.uid(uid).gid(uid);
+    }
     cmd.spawn()
         .with_context(|| format!("starting {}", exe.display()))
+}
+
+/// Lets `uid` run the demo copy in `work` and bind its socket in `socket_dir`
+/// (temporary directories are 0700 and owned by the test's user).
+fn open_to(uid: u32, work: &Path, socket_dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(work, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("opening {} to uid {uid}", work.display()))?;
+    std::os::unix::fs::chown(socket_dir, Some(uid), Some(uid))
+        .with_context(|| format!("giving {} to uid {uid}", socket_dir.display()))?;
+    Ok(())
 }
 
 /// Copies an executable for a test to run under another name.
