@@ -197,6 +197,9 @@ pub struct Monitor {
     metrics: Arc<Metrics>,
     in_flight: Option<InFlight>,
     baseline_due: Option<Instant>,
+    /// No capture starts before this: the end of the UTC second the monitor
+    /// started in (see [`crate::store::rest_of_second`]).
+    captures_from: Instant,
     baseline_retry: Duration,
     latest_baseline_key: Option<String>,
     waiting_since: Option<Instant>,
@@ -249,6 +252,10 @@ impl Monitor {
             metrics,
             in_flight: None,
             baseline_due: None,
+            // A millisecond of slack: the two clocks are read one after the other.
+            captures_from: Instant::now()
+                + crate::store::rest_of_second(Utc::now())
+                + Duration::from_millis(1),
             baseline_retry: BASELINE_RETRY_MIN,
             latest_baseline_key: None,
             waiting_since: None,
@@ -336,7 +343,10 @@ impl Monitor {
             }
             Err(e) => warn!(error = %e, "cannot sample the target; skipping this tick"),
         }
-        if self.baseline_due.is_some_and(|due| due <= now) && self.in_flight.is_none() {
+        if self.baseline_due.is_some_and(|due| due <= now)
+            && self.in_flight.is_none()
+            && now >= self.captures_from
+        {
             let stats = self.current_stats(id);
             self.start_capture(Reason::Baseline, Trigger::Startup, stats, id);
         }
@@ -482,6 +492,15 @@ impl Monitor {
                 trigger = trigger.as_str(),
                 in_flight = %f.reason,
                 "{} matched while a capture is in flight; not queued: {rule}",
+                d.reason
+            );
+            return;
+        }
+        if Instant::now() < self.captures_from {
+            info!(
+                reason = %d.reason,
+                "{} matched in the monitor's first second; not captured until it ends \
+                 (a previous run may have used this second's keys): {rule}",
                 d.reason
             );
             return;

@@ -121,6 +121,19 @@ impl KeyAllocator {
     }
 }
 
+/// Time left in the UTC second of `now`: a new run of the monitor takes no
+/// dump before its start second is over. Keys carry whole seconds and are
+/// made unique within a run only, so a run restarted within the second of its
+/// predecessor's last dump could otherwise reuse that dump's key and overwrite
+/// it. (Conditional writes would not help everywhere: Garage ignores
+/// `If-None-Match` on PUT.)
+pub fn rest_of_second(now: DateTime<Utc>) -> Duration {
+    // subsec_nanos exceeds 10^9 only inside a leap second; it then ends now.
+    Duration::from_secs(1).saturating_sub(Duration::from_nanos(u64::from(
+        now.timestamp_subsec_nanos(),
+    )))
+}
+
 /// `s3://bucket/key`.
 pub fn s3_uri(bucket: &str, key: &str) -> String {
     format!("s3://{bucket}/{key}")
@@ -447,6 +460,21 @@ mod tests {
         Utc.with_ymd_and_hms(2025, 3, 7, 9, 5, secs)
             .single()
             .unwrap()
+    }
+
+    #[test]
+    fn rest_of_second_reaches_the_next_key_second() {
+        let start = Utc.with_ymd_and_hms(2025, 3, 7, 9, 5, 4).unwrap();
+        for ms in [0, 1, 250, 999] {
+            let now = start + chrono::TimeDelta::milliseconds(ms);
+            let rest = rest_of_second(now);
+            assert_eq!(rest, Duration::from_millis(1000 - ms as u64), "{ms} ms");
+            let first = now + chrono::TimeDelta::from_std(rest).unwrap();
+            assert_ne!(
+                object_key("p/", "pod", first, Reason::Baseline),
+                object_key("p/", "pod", now, Reason::Baseline)
+            );
+        }
     }
 
     #[test]

@@ -464,6 +464,41 @@ fn a_broken_socket_is_logged_with_its_cause_and_sampling_goes_on() {
     }
 }
 
+/// A monitor killed right after a dump and started again at once (a crash
+/// loop) must not reuse the dead run's key: keys carry whole seconds and each
+/// run numbers its same-second dumps only among its own, so a new run takes
+/// no dump in the second it started in.
+#[test]
+fn a_monitor_restarted_within_the_second_never_overwrites_a_dump() {
+    let rig = Rig::new(steady("flt-quick", 16));
+    let env = rig.env(&[("INITIAL_DELAY", "0s"), ("CHECK_INTERVAL", "20ms")]);
+    let mut stored = Vec::new();
+    for _ in 0..4 {
+        let mut monitor = Monitor::start(&env);
+        let line = monitor
+            .wait_for(
+                &["dump stored", "reason=baseline"],
+                1,
+                Duration::from_secs(30),
+            )
+            .remove(0);
+        let uri = field(&line, "uri").unwrap_or_else(|| panic!("no uri in {line}"));
+        stored.push(
+            uri.rsplit_once("/it/")
+                .map(|(_, k)| format!("it/{k}"))
+                .unwrap(),
+        );
+        monitor.kill();
+    }
+    let mut distinct = stored.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), stored.len(), "a key was reused: {stored:?}");
+    let mut in_bucket = rig.keys();
+    in_bucket.sort();
+    assert_eq!(in_bucket, distinct, "every run's baseline is in the bucket");
+}
+
 /// The target itself answers its socket badly (the demo's `misbehave`
 /// command): each fault ends in an error naming the socket and the cause,
 /// ticks go on meanwhile, the baseline is retried, nothing is stored, and
