@@ -89,12 +89,7 @@ fn ebpf_env(
 /// `spike`: the spike starts at the beginning of a tick interval, so only an
 /// eBPF wake-up can see it before it is freed.
 fn right_after_a_tick(monitor: &Monitor, spike: impl FnOnce()) {
-    let seen = monitor.matching(&["monitor::app", " tick "]).len();
-    monitor.wait_for(
-        &["monitor::app", " tick "],
-        seen + 1,
-        Duration::from_secs(10),
-    );
+    monitor.wait_for_ticks(1, Duration::from_secs(10));
     spike();
 }
 

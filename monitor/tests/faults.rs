@@ -442,12 +442,7 @@ fn a_broken_socket_is_logged_with_its_cause_and_sampling_goes_on() {
         );
         assert!(failed[0].contains("ERROR"), "{}", failed[0]);
         // Ticks continue after the failure and the baseline is retried; no exit.
-        let ticks = monitor.matching(&["monitor::app", " tick "]).len();
-        monitor.wait_for(
-            &["monitor::app", " tick "],
-            ticks + 10,
-            Duration::from_secs(20),
-        );
+        monitor.wait_for_ticks(10, Duration::from_secs(20));
         monitor.wait_for(&["heap dump failed", &cause], 2, Duration::from_secs(20));
         assert_eq!(monitor.try_status(), None);
         assert!(
@@ -456,11 +451,7 @@ fn a_broken_socket_is_logged_with_its_cause_and_sampling_goes_on() {
             monitor.logs().join("\n")
         );
         assert!(rig.keys().is_empty(), "nothing stored from a broken socket");
-        monitor.signal(libc::SIGTERM);
-        let status = monitor
-            .wait(Duration::from_secs(10))
-            .expect("stops on SIGTERM");
-        assert!(status.success(), "{status:?}");
+        monitor.stop(Duration::from_secs(10));
     }
 }
 
@@ -536,23 +527,14 @@ fn a_target_answering_its_socket_badly_is_logged_with_the_cause_and_sampling_goe
             "{how}: the error names the socket: {}",
             failed[0]
         );
-        let ticks = monitor.matching(&["monitor::app", " tick "]).len();
-        monitor.wait_for(
-            &["monitor::app", " tick "],
-            ticks + 5,
-            Duration::from_secs(20),
-        );
+        monitor.wait_for_ticks(5, Duration::from_secs(20));
         monitor.wait_for(&["heap dump failed", cause], 2, Duration::from_secs(20));
         assert!(
             monitor.matching(&["panicked"]).is_empty(),
             "{how}: {}",
             monitor.logs().join("\n")
         );
-        monitor.signal(libc::SIGTERM);
-        let status = monitor
-            .wait(Duration::from_secs(10))
-            .expect("stops on SIGTERM");
-        assert!(status.success(), "{how}: {status:?}");
+        monitor.stop(Duration::from_secs(10));
     }
     assert!(rig.keys().is_empty(), "nothing stored from a bad reply");
 
@@ -565,19 +547,11 @@ fn a_target_answering_its_socket_badly_is_logged_with_the_cause_and_sampling_goe
         1,
         Duration::from_secs(20),
     );
-    let ticks = monitor.matching(&["monitor::app", " tick "]).len();
-    monitor.wait_for(
-        &["monitor::app", " tick "],
-        ticks + 3,
-        Duration::from_secs(10),
-    );
+    monitor.wait_for_ticks(3, Duration::from_secs(10));
     assert!(monitor.matching(&["heap dump failed"]).is_empty());
     let asked = Instant::now();
-    monitor.signal(libc::SIGTERM);
-    let status = monitor
-        .wait(Duration::from_secs(10))
-        .expect("stops within twice its 5 s shutdown bound");
-    assert!(status.success(), "{status:?}");
+    // Within twice its 5 s shutdown bound.
+    monitor.stop(Duration::from_secs(10));
     assert!(asked.elapsed() < Duration::from_secs(10));
     monitor.wait_for(
         &["heap dump still running at shutdown; abandoned"],

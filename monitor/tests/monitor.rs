@@ -172,10 +172,9 @@ fn a_spike_produces_a_spike_dump() {
     );
 }
 
-/// RssAnon samples from the monitor's `tick` lines, oldest first.
-fn tick_samples(monitor: &Monitor) -> Vec<u64> {
-    monitor
-        .matching(&["monitor::app", " tick "])
+/// RssAnon samples from `tick` lines, oldest first.
+fn samples(ticks: &[String]) -> Vec<u64> {
+    ticks
         .iter()
         .map(|line| {
             field(line, "rss_anon")
@@ -185,15 +184,9 @@ fn tick_samples(monitor: &Monitor) -> Vec<u64> {
         .collect()
 }
 
-/// Blocks until the monitor logs its next `tick` line; returns all samples.
-fn next_tick(monitor: &Monitor) -> Vec<u64> {
-    let seen = monitor.matching(&["monitor::app", " tick "]).len();
-    monitor.wait_for(
-        &["monitor::app", " tick "],
-        seen + 1,
-        Duration::from_secs(10),
-    );
-    tick_samples(monitor)
+/// Blocks until the monitor logs its next `tick` line; returns all of them.
+fn next_tick(monitor: &Monitor) -> Vec<String> {
+    monitor.wait_for_ticks(1, Duration::from_secs(10))
 }
 
 /// The window's P50 once `next` has joined the last `size` samples.
@@ -234,7 +227,7 @@ fn a_spike_in_cooldown_does_not_mask_a_slow_leak() {
     let logs = || monitor.logs().join("\n");
     rig.wait_for_keys("baseline", 1, Duration::from_secs(30), &monitor);
     monitor.wait_for(&["baseline P50 set"], 1, Duration::from_secs(45));
-    let base = *tick_samples(&monitor)
+    let base = *samples(&monitor.ticks())
         .last()
         .expect("ticks before the baseline");
     let base_mib = base.div_ceil(MIB);
@@ -246,7 +239,7 @@ fn a_spike_in_cooldown_does_not_mask_a_slow_leak() {
     let a_key = rig
         .wait_for_keys("spike", 1, Duration::from_secs(20), &monitor)
         .remove(0);
-    let a_tick = tick_samples(&monitor)
+    let a_tick = samples(&monitor.ticks())
         .iter()
         .rposition(|&s| s > 2 * base)
         .expect("spike A was sampled");
@@ -255,30 +248,28 @@ fn a_spike_in_cooldown_does_not_mask_a_slow_leak() {
     next_tick(&monitor);
     rig.demo.leak(STEP_MIB as usize);
     let level = base + STEP_MIB * MIB;
-    let samples = loop {
-        let samples = next_tick(&monitor);
+    let before_b = loop {
+        let ticks = next_tick(&monitor);
+        let before_b = samples(&ticks);
         assert!(
-            samples.len() - a_tick < WINDOW,
+            before_b.len() - a_tick < WINDOW,
             "spike A left the window before the scripted tick; log:\n{}",
             logs()
         );
         // The monitor's own baseline (reset to P50 by spike A's dump).
-        let last = monitor.matching(&["monitor::app", " tick "]);
-        let baseline: u64 = last
+        let baseline: u64 = ticks
             .last()
             .and_then(|line| field(line, "baseline_p50"))
             .and_then(|v| v.strip_prefix("Some(")?.strip_suffix(')')?.parse().ok())
-            .unwrap_or_else(|| panic!("no baseline_p50 in {last:?}"));
-        if p50_after(&samples, level, WINDOW) > baseline + 16 * MIB {
-            break samples;
+            .unwrap_or_else(|| panic!("no baseline_p50 in {:?}", ticks.last()));
+        if p50_after(&before_b, level, WINDOW) > baseline + 16 * MIB {
+            break before_b;
         }
     };
     // P95 of the window now is the step's level: B must be above twice it.
     let b_mib = (level.div_ceil(MIB) + 32) as usize;
     rig.demo.spike(b_mib, interval.as_millis() as u64);
-    let b_tick = samples.len();
-    let samples = next_tick(&monitor);
-    let b_sample = samples[b_tick];
+    let b_sample = samples(&next_tick(&monitor))[before_b.len()];
     assert!(
         b_sample > 2 * level,
         "spike B missed its tick ({b_sample} bytes sampled); log:\n{}",
@@ -352,11 +343,8 @@ fn sigterm_stops_cleanly_with_status_zero() {
     let mut monitor = Monitor::start(&rig.env(&[("SHUTDOWN_TIMEOUT", "3s")]));
     rig.wait_for_keys("baseline", 1, Duration::from_secs(30), &monitor);
     let sent = Instant::now();
-    monitor.signal(libc::SIGTERM);
-    let status = monitor
-        .wait(Duration::from_secs(6))
-        .expect("exits within twice the bound");
-    assert!(status.success(), "{status:?}");
+    // Within twice the bound.
+    monitor.stop(Duration::from_secs(6));
     assert!(sent.elapsed() < Duration::from_secs(6));
     assert!(!monitor.matching(&["SIGTERM received"]).is_empty());
 }
@@ -518,9 +506,5 @@ exec setpriv --reuid {UID} --regid {UID} --clear-groups --inh-caps=-all --boundi
         })
         .collect();
     assert!(complaints.is_empty(), "{complaints:#?}");
-    monitor.signal(libc::SIGTERM);
-    let exit = monitor
-        .wait(Duration::from_secs(10))
-        .expect("stops on SIGTERM");
-    assert!(exit.success(), "{exit:?}");
+    monitor.stop(Duration::from_secs(10));
 }

@@ -45,6 +45,9 @@ pub fn base_env(binary: &str, socket_dir: &Path, spool_dir: &Path) -> HashMap<St
     .collect()
 }
 
+/// What the monitor's per-sample debug line contains.
+const TICK: &[&str] = &["monitor::app", " tick "];
+
 /// The value of `name=` in a log line (quotes trimmed), e.g. `rss_anon`.
 pub fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     let needle = format!(" {name}=");
@@ -134,6 +137,35 @@ impl Monitor {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The monitor's `tick` lines so far (one per sample), oldest first.
+    pub fn ticks(&self) -> Vec<String> {
+        self.matching(TICK)
+    }
+
+    /// Waits for `more` tick lines after those already logged; returns all.
+    pub fn wait_for_ticks(&self, more: usize, timeout: Duration) -> Vec<String> {
+        let seen = self.ticks().len();
+        self.wait_for(TICK, seen + more, timeout)
+    }
+
+    /// SIGTERM, then waits up to `within` for the exit and asserts it was
+    /// clean (status 0); panics with the log otherwise.
+    pub fn stop(&mut self, within: Duration) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        let Some(status) = self.wait(within) else {
+            panic!(
+                "still running {within:?} after SIGTERM; log:\n{}",
+                self.logs().join("\n")
+            );
+        };
+        assert!(
+            status.success(),
+            "{status:?} after SIGTERM; log:\n{}",
+            self.logs().join("\n")
+        );
+        status
     }
 
     /// The exit status, if the process has exited.
