@@ -25,10 +25,11 @@ use crate::detector::{Assessment, Detector, DetectorSettings};
 use crate::dump::{DumpInfo, MemoryStats, Reason, Trigger};
 use crate::ebpf::{EbpfSettings, EbpfWatcher};
 use crate::metrics::{FailedStage, Metrics};
+use crate::naming::KeyAllocator;
 use crate::notify::{SlackNotifier, SlackSettings};
 use crate::procfs::{ProcError, ProcFs, ProcessId};
 use crate::spool::{Limits, Spool, SpoolRecord};
-use crate::store::{KeyAllocator, S3Settings, S3Store};
+use crate::store::{S3Settings, S3Store};
 use crate::target::{Target, TargetChange};
 use crate::units::{human_bytes, human_duration};
 use crate::uploader::{Uploader, UploaderSettings};
@@ -109,7 +110,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             initial_delay: Duration::from_secs(1),
             max_delay: config.upload_retry_max_delay,
             alert_spooled_after: config.alert_spooled_after,
-            mode: mode.to_string(),
         },
         metrics.clone(),
         shutdown_rx,
@@ -198,7 +198,7 @@ pub struct Monitor {
     in_flight: Option<InFlight>,
     baseline_due: Option<Instant>,
     /// No capture starts before this: the end of the UTC second the monitor
-    /// started in (see [`crate::store::rest_of_second`]).
+    /// started in (see [`crate::naming::rest_of_second`]).
     captures_from: Instant,
     baseline_retry: Duration,
     latest_baseline_key: Option<String>,
@@ -254,7 +254,7 @@ impl Monitor {
             baseline_due: None,
             // A millisecond of slack: the two clocks are read one after the other.
             captures_from: Instant::now()
-                + crate::store::rest_of_second(Utc::now())
+                + crate::naming::rest_of_second(Utc::now())
                 + Duration::from_millis(1),
             baseline_retry: BASELINE_RETRY_MIN,
             latest_baseline_key: None,
@@ -584,6 +584,11 @@ impl Monitor {
             key,
             stats: f.stats,
             size: bytes.len() as u64,
+            mode: Some(if self.watcher.is_some() {
+                crate::dump::Sampling::Ebpf
+            } else {
+                crate::dump::Sampling::Procfs
+            }),
         };
         info!(reason = %info.reason, bytes = info.size, key = %info.key, id = %info.id, "heap dump captured");
         let baseline_key = self.latest_baseline_key.clone();
@@ -593,7 +598,7 @@ impl Monitor {
         if info.reason == Reason::Baseline && same_target {
             self.latest_baseline_key = Some(info.key.clone());
         }
-        let record = SpoolRecord { info, baseline_key };
+        let record = SpoolRecord::new(info, baseline_key);
         match self.spool.put(record.clone(), &bytes) {
             Ok((spooled, dropped)) => {
                 self.metrics.spooled();
@@ -772,7 +777,7 @@ mod tests {
         )
         .unwrap();
         let at = Utc::now();
-        let key = crate::store::object_key("p/", "pod", at, Reason::Spike);
+        let key = crate::naming::object_key("p/", "pod", at, Reason::Spike);
         let info = DumpInfo {
             id: dump_id(at, Reason::Spike),
             reason: Reason::Spike,
@@ -784,16 +789,9 @@ mod tests {
             key: key.clone(),
             stats: MemoryStats::default(),
             size: 1,
+            mode: None,
         };
-        spool
-            .put(
-                SpoolRecord {
-                    info,
-                    baseline_key: None,
-                },
-                b"x",
-            )
-            .unwrap();
+        spool.put(SpoolRecord::new(info, None), b"x").unwrap();
 
         // A restarted monitor, capturing in the same second as the pending dump.
         let mut keys = KeyAllocator::default();

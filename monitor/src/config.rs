@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 
+use crate::logging::LogFormat;
 use crate::notify::channel_for;
 use crate::units::{human_bytes, human_duration, parse_bytes, parse_duration};
 
@@ -123,15 +124,6 @@ pub struct Args {
     /// Address for /metrics, /healthz and /readyz; "off" disables the server.
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9090")]
     pub metrics_addr: String,
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 /// How the monitor notices memory changes.

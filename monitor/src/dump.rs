@@ -57,6 +57,34 @@ impl Trigger {
     }
 }
 
+/// How the monitor was sampling when a dump was taken. Distinct from
+/// [`crate::config::Mode`], the configured choice: `auto` runs as either, and
+/// an eBPF monitor can fall back to procfs at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Sampling {
+    /// eBPF wake-ups between CHECK_INTERVAL ticks.
+    Ebpf,
+    /// CHECK_INTERVAL ticks only.
+    Procfs,
+}
+
+impl Sampling {
+    /// `"ebpf"` or `"procfs"`, as in logs, metrics and alerts.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sampling::Ebpf => "ebpf",
+            Sampling::Procfs => "procfs",
+        }
+    }
+}
+
+impl fmt::Display for Sampling {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Memory figures at the moment of a dump, in bytes. Carried into the object
 /// metadata and the Slack message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -94,4 +122,41 @@ pub struct DumpInfo {
     pub stats: MemoryStats,
     /// Size of the dump in bytes.
     pub size: u64,
+    /// How the monitor was sampling at capture time. `None` in records
+    /// spooled by versions that did not record it.
+    #[serde(default)]
+    pub mode: Option<Sampling>,
+}
+
+impl DumpInfo {
+    /// A filled-in example for tests (unit, integration and benches): a
+    /// `reason` dump of `validator` (pid 4242) in pod `validator-0`, captured
+    /// at 2023-11-14 22:13:20 UTC, 1.6 GiB RssAnon over a 512 MiB baseline.
+    #[doc(hidden)]
+    pub fn example(reason: Reason) -> DumpInfo {
+        const MIB: u64 = 1 << 20;
+        let captured_at = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
+        DumpInfo {
+            id: format!("20231114T221320.000Z-{reason}-0000beef"),
+            reason,
+            trigger: if reason == Reason::Baseline {
+                Trigger::Startup
+            } else {
+                Trigger::Tick
+            },
+            binary: "validator".into(),
+            pid: 4242,
+            pod: "validator-0".into(),
+            captured_at,
+            key: crate::naming::object_key("heap/", "validator-0", captured_at, reason),
+            stats: MemoryStats {
+                current: 1638 * MIB + 400 * 1024,
+                p50: Some(600 * MIB),
+                p95: Some(700 * MIB),
+                baseline_p50: Some(512 * MIB),
+            },
+            size: 123_456,
+            mode: Some(Sampling::Procfs),
+        }
+    }
 }

@@ -9,6 +9,7 @@
 //! [`config`] reads the environment.
 
 pub mod app;
+pub mod backoff;
 pub mod capture;
 pub mod config;
 pub mod detector;
@@ -16,6 +17,7 @@ pub mod dump;
 pub mod ebpf;
 pub mod logging;
 pub mod metrics;
+pub mod naming;
 pub mod notify;
 pub mod procfs;
 pub mod spool;

@@ -13,12 +13,12 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::backoff::Backoff;
 use crate::dump::{DumpInfo, Reason, Trigger};
 use crate::store::{console_url, s3_uri};
 pub use crate::units::human_bytes;
@@ -148,8 +148,6 @@ pub struct Alert<'a> {
     pub location: Location,
     /// Key of the latest baseline dump of this target, to diff against.
     pub latest_baseline_key: Option<String>,
-    /// The monitor's mode: `"ebpf"` or `"procfs"`.
-    pub mode: &'a str,
 }
 
 /// Why an alert did not reach Slack. None of these carries the token.
@@ -262,6 +260,11 @@ pub fn render(settings: &SlackSettings, alert: &Alert) -> Option<Value> {
         Trigger::Tick => "a tick",
         Trigger::Startup => "start-up",
     };
+    // Records spooled by older versions do not say how they were sampled.
+    let mode = info
+        .mode
+        .map(|m| format!(" ({m} mode)"))
+        .unwrap_or_default();
     let memory = memory_change(info);
     let title = truncate(
         &format!(
@@ -278,10 +281,7 @@ pub fn render(settings: &SlackSettings, alert: &Alert) -> Option<Value> {
         ("Pod", format!("{} (pid {})", esc(&info.pod), info.pid)),
         (
             "Detection",
-            format!(
-                "{what}, noticed by {noticed_by} ({} mode)",
-                esc(alert.mode)
-            ),
+            format!("{what}, noticed by {noticed_by}{mode}"),
         ),
         ("Memory (RssAnon)", memory.mrkdwn.clone()),
     ]
@@ -335,8 +335,8 @@ pub fn render(settings: &SlackSettings, alert: &Alert) -> Option<Value> {
     ]);
 
     let text = esc(&format!(
-        "Memory {what} in {} on {} ({}/{}), noticed by {noticed_by} ({} mode): {}. {where_plain}. {compare_plain}",
-        info.binary, info.pod, settings.network, settings.environment, alert.mode, memory.plain
+        "Memory {what} in {} on {} ({}/{}), noticed by {noticed_by}{mode}: {}. {where_plain}. {compare_plain}",
+        info.binary, info.pod, settings.network, settings.environment, memory.plain
     ));
 
     Some(json!({
@@ -532,13 +532,7 @@ impl SlackNotifier {
             return Ok(());
         };
         let max_attempts = self.settings.max_attempts.max(1);
-        let mut backoff = ExponentialBuilder::default()
-            .with_min_delay(BACKOFF_MIN)
-            .with_max_delay(BACKOFF_MAX)
-            .with_factor(2.0)
-            .with_jitter()
-            .with_max_times(max_attempts.saturating_sub(1) as usize)
-            .build();
+        let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX).jittered();
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -554,7 +548,8 @@ impl SlackNotifier {
                 }
                 Err(failure) => failure,
             };
-            let delay = match (&failure, backoff.next()) {
+            let next = (attempt < max_attempts).then(|| backoff.failed());
+            let delay = match (&failure, next) {
                 _ if !failure.retryable() => None,
                 (Failure::RateLimited(Some(asked)), Some(_)) if *asked > MAX_RETRY_AFTER => None,
                 (Failure::RateLimited(Some(asked)), Some(_)) => Some(*asked),
@@ -680,20 +675,9 @@ mod tests {
     fn info(reason: Reason, trigger: Trigger) -> DumpInfo {
         DumpInfo {
             id: "01HZX-dump".into(),
-            reason,
             trigger,
-            binary: "validator".into(),
-            pid: 4242,
-            pod: "validator-0".into(),
-            captured_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             key: "heap/validator/2023/spike-01HZX.pb.gz".into(),
-            stats: MemoryStats {
-                current: 1638 * MIB + 400 * 1024,
-                p50: Some(600 * MIB),
-                p95: Some(700 * MIB),
-                baseline_p50: Some(512 * MIB),
-            },
-            size: 123_456,
+            ..DumpInfo::example(reason)
         }
     }
 
@@ -741,7 +725,6 @@ mod tests {
             info: &info,
             location: stored(),
             latest_baseline_key: None,
-            mode: "procfs",
         };
         assert_eq!(render(&s, &alert).unwrap()["channel"], "alerts-prod");
         s.channel = "team-oncall".into();
@@ -761,12 +744,14 @@ mod tests {
 
     #[test]
     fn stored_alert_names_everything_the_reader_needs() {
-        let info = info(Reason::Spike, Trigger::Event);
+        let info = DumpInfo {
+            mode: Some(crate::dump::Sampling::Ebpf),
+            ..info(Reason::Spike, Trigger::Event)
+        };
         let alert = Alert {
             info: &info,
             location: stored(),
             latest_baseline_key: Some("heap/validator/2023/baseline-01HZA.pb.gz".into()),
-            mode: "ebpf",
         };
         let message = render(&settings(), &alert).unwrap();
         let text = all_text(&message);
@@ -812,7 +797,6 @@ mod tests {
             info: &info,
             location: stored(),
             latest_baseline_key: None,
-            mode: "procfs",
         };
         let message = render(&settings(), &alert).unwrap();
         let text = all_text(&message);
@@ -831,7 +815,6 @@ mod tests {
                 why: "PutObject heap-dumps/heap/x: dispatch failure".into(),
             },
             latest_baseline_key: Some("heap/validator/baseline.pb.gz".into()),
-            mode: "procfs",
         };
         let message = render(&settings(), &alert).unwrap();
         let text = all_text(&message);
@@ -857,7 +840,6 @@ mod tests {
             info: &info,
             location: stored(),
             latest_baseline_key: None,
-            mode: "procfs",
         };
         assert!(render(&settings(), &alert).is_none());
     }
@@ -891,7 +873,6 @@ mod tests {
                 key: "a|b>c d".into(),
             },
             latest_baseline_key: None,
-            mode: "procfs",
         };
         let mut message = render(&settings(), &alert).unwrap();
         // The header is plain_text, which Slack shows literally: no escaping there.
@@ -917,7 +898,6 @@ mod tests {
             info: &info,
             location: stored(),
             latest_baseline_key: None,
-            mode: "procfs",
         };
         let message = render(&settings(), &alert).unwrap();
         let title = message["blocks"][0]["text"]["text"].as_str().unwrap();

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::dump::{DumpInfo, Reason};
+use crate::naming;
 
 /// A spool failure, naming the path involved.
 #[derive(Debug, Error)]
@@ -54,13 +55,36 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
     }
 }
 
+/// The record format this version writes. Version 1 (no `version` field)
+/// lacked `info.mode`; every later field has a serde default, so older
+/// records are still read and uploaded.
+pub const RECORD_VERSION: u32 = 2;
+
 /// What is stored beside each dump.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpoolRecord {
+    /// The record format ([`RECORD_VERSION`] when written by this version).
+    #[serde(default = "first_version")]
+    pub version: u32,
     /// The dump's metadata (key, reason, figures).
     pub info: DumpInfo,
     /// Key of the latest baseline dump of the same target, for comparison.
     pub baseline_key: Option<String>,
+}
+
+impl SpoolRecord {
+    /// A record in the current format.
+    pub fn new(info: DumpInfo, baseline_key: Option<String>) -> Self {
+        SpoolRecord {
+            version: RECORD_VERSION,
+            info,
+            baseline_key,
+        }
+    }
+}
+
+fn first_version() -> u32 {
+    1
 }
 
 /// A dump waiting in the spool.
@@ -156,23 +180,7 @@ impl Spool {
 
     /// Why `record` cannot be one of ours, if it cannot.
     fn foreign(&self, record: &SpoolRecord) -> Option<String> {
-        let id = &record.info.id;
-        let key = &record.info.key;
-        let id_ok = !id.is_empty()
-            && !id.contains("..")
-            && id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-        if !id_ok {
-            Some(format!("its id {id:?} is not one the monitor makes"))
-        } else if !key.starts_with(&self.key_prefix) || !key.ends_with(".pprof") {
-            Some(format!(
-                "its key {key:?} is not under {:?}: not written by this monitor",
-                self.key_prefix
-            ))
-        } else {
-            None
-        }
+        naming::foreign(&self.key_prefix, &record.info.id, &record.info.key)
     }
 
     /// The spool directory.
@@ -188,7 +196,7 @@ impl Spool {
         bytes: &[u8],
     ) -> Result<(Spooled, Vec<Spooled>), SpoolError> {
         let id = record.info.id.clone();
-        let path = self.dir.join(format!("{id}.pprof"));
+        let path = self.dir.join(naming::dump_file_name(&id));
         write_new(&path, bytes)?;
         let json = serde_json::to_vec_pretty(&record).map_err(|e| SpoolError::BadRecord {
             path: path.clone(),
@@ -235,7 +243,7 @@ impl Spool {
                         bad.push(SpoolError::BadRecord { path, why });
                         continue;
                     }
-                    let dump = self.dir.join(format!("{}.pprof", record.info.id));
+                    let dump = self.dir.join(naming::dump_file_name(&record.info.id));
                     if dump.exists() {
                         ok.push(Spooled { record, path: dump });
                     } else {
@@ -327,15 +335,13 @@ fn remove_if_present(path: &Path) -> Result<(), SpoolError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dump::{MemoryStats, Trigger};
+    use crate::dump::MemoryStats;
     use chrono::{TimeZone, Utc};
 
     fn record(id: &str, reason: Reason, secs: i64) -> SpoolRecord {
-        SpoolRecord {
-            info: DumpInfo {
+        SpoolRecord::new(
+            DumpInfo {
                 id: id.into(),
-                reason,
-                trigger: Trigger::Tick,
                 binary: "svc".into(),
                 pid: 42,
                 pod: "pod-0".into(),
@@ -343,9 +349,40 @@ mod tests {
                 key: format!("p/pod-0-{id}.pprof"),
                 stats: MemoryStats::default(),
                 size: 3,
+                ..DumpInfo::example(reason)
             },
-            baseline_key: None,
-        }
+            None,
+        )
+    }
+
+    #[test]
+    fn a_record_spooled_by_the_previous_version_is_still_read() {
+        // Written by the version before the record format was versioned: no
+        // `version`, no `info.mode`.
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path().join("spool"), limits(10, 1 << 20))
+            .unwrap()
+            .with_key_prefix("it/pod-a-");
+        let id = "20251129T101112.345Z-spike-1a2b3c4d";
+        fs::write(
+            spool.dir().join(format!("{id}.json")),
+            include_str!("../tests/fixtures/spool-record-v1.json"),
+        )
+        .unwrap();
+        fs::write(spool.dir().join(format!("{id}.pprof")), b"dump").unwrap();
+        let (pending, bad) = spool.pending().unwrap();
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(pending.len(), 1);
+        let record = &pending[0].record;
+        assert_eq!(record.version, 1);
+        assert_eq!(record.info.mode, None);
+        assert_eq!(record.info.key, "it/pod-a-2025-11-29-10-11-12-spike.pprof");
+        assert_eq!(record.info.stats.current, 300 << 20);
+        assert_eq!(
+            record.baseline_key.as_deref(),
+            Some("it/pod-a-2025-11-29-10-10-00-baseline.pprof")
+        );
+        assert_eq!(spool.read(&pending[0]).unwrap(), b"dump");
     }
 
     fn limits(max_dumps: usize, max_bytes: u64) -> Limits {

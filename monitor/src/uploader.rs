@@ -6,11 +6,11 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
+use crate::backoff::Backoff;
 use crate::dump::Reason;
 use crate::metrics::{FailedStage, Metrics};
 use crate::notify::{Alert, Location, SlackNotifier};
@@ -27,8 +27,6 @@ pub struct UploaderSettings {
     /// Alert anyway (saying the dump is spooled) once a dump is this old and
     /// still not stored (ALERT_SPOOLED_AFTER).
     pub alert_spooled_after: Duration,
-    /// "ebpf" or "procfs", for alerts.
-    pub mode: String,
 }
 
 /// Handle to the running uploader.
@@ -242,11 +240,9 @@ impl<S: ObjectStore> Worker<S> {
             if let Some(why) = job.last_error.clone() {
                 self.alert_waiting(&mut queue, &why);
             }
-            let delay = backoff(
-                job.attempts,
-                self.settings.initial_delay,
-                self.settings.max_delay,
-            );
+            let delay = Backoff::new(self.settings.initial_delay, self.settings.max_delay)
+                .jittered()
+                .delay(job.attempts);
             queue.push_front(job);
             self.metrics.set_upload_queue(queue.len());
             if *self.shutdown.borrow() {
@@ -375,13 +371,11 @@ impl<S: ObjectStore> Worker<S> {
             return;
         }
         let record = job.dump.record().clone();
-        let mode = self.settings.mode.clone();
         tokio::spawn(async move {
             let alert = Alert {
                 info: &record.info,
                 location,
                 latest_baseline_key: record.baseline_key.clone(),
-                mode: &mode,
             };
             match notifier.send(&alert).await {
                 Ok(()) => info!(key = %record.info.key, "Slack alert sent"),
@@ -426,16 +420,6 @@ fn stop_with(queue: &VecDeque<Job>) {
     }
 }
 
-/// Exponential backoff with full jitter on the upper half: attempt n waits a
-/// random time in [d/2, d] where d = initial × 2^(n-1), capped at `max`.
-pub fn backoff(attempt: u32, initial: Duration, max: Duration) -> Duration {
-    let exp = initial.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
-    let ceiling = exp.min(max);
-    let floor = ceiling / 2;
-    let jitter = rand::rng().random_range(0.0..=1.0);
-    floor + (ceiling - floor).mul_f64(jitter)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -451,16 +435,5 @@ mod tests {
         assert!(slots.take().is_none());
         drop((b, c));
         assert!(slots.take().is_some());
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let (i, m) = (Duration::from_secs(1), Duration::from_secs(60));
-        for attempt in 1..30 {
-            let d = backoff(attempt, i, m);
-            let ceiling = (i * 2u32.pow((attempt - 1).min(20))).min(m);
-            assert!(d >= ceiling / 2 && d <= ceiling, "attempt {attempt}: {d:?}");
-        }
-        assert!(backoff(30, i, m) <= m);
     }
 }

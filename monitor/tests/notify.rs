@@ -4,7 +4,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use monitor::dump::{DumpInfo, MemoryStats, Reason, Trigger};
+use monitor::dump::{DumpInfo, MemoryStats, Reason, Sampling, Trigger};
 use monitor::notify::{Alert, Location, NotifyError, SlackNotifier, SlackSettings};
 use support::slack::{Behaviour, SlackStandIn};
 
@@ -40,6 +40,7 @@ fn dump(reason: Reason) -> DumpInfo {
             baseline_p50: Some(512 * MIB),
         },
         size: 42_000,
+        mode: Some(Sampling::Ebpf),
     }
 }
 
@@ -52,7 +53,6 @@ fn stored(info: &DumpInfo) -> Alert<'_> {
             key: info.key.clone(),
         },
         latest_baseline_key: Some("dumps/validator/baseline-01J0BASE.pb.gz".into()),
-        mode: "ebpf",
     }
 }
 

@@ -9,8 +9,9 @@ use std::io::Write;
 use std::process::Command;
 
 use chrono::{TimeZone, Utc};
-use monitor::dump::{DumpInfo, MemoryStats, Reason, Trigger};
-use monitor::store::{ObjectStore, S3Settings, S3Store, StoreError, object_key, object_metadata};
+use monitor::dump::{DumpInfo, MemoryStats, Reason, Sampling, Trigger};
+use monitor::naming::object_key;
+use monitor::store::{ObjectStore, S3Settings, S3Store, StoreError, object_metadata};
 use support::garage::TestGarage;
 
 /// Set for the child process of `connect_uses_the_standard_aws_environment`.
@@ -34,6 +35,7 @@ fn dump_info() -> DumpInfo {
             baseline_p50: None,
         },
         size: 0,
+        mode: Some(Sampling::Ebpf),
     }
 }
 
