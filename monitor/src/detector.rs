@@ -20,6 +20,7 @@ use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use crate::dump::{MemoryStats, Reason};
+use crate::units::human_bytes;
 use crate::window::Window;
 
 /// Tuning of the two rules.
@@ -145,6 +146,39 @@ impl Detector {
         self.baseline_p50
     }
 
+    /// The figures for `current` against the window as it is (for a dump
+    /// no rule asked for, such as the baseline).
+    pub fn stats(&self, current: u64) -> MemoryStats {
+        MemoryStats {
+            current,
+            p50: self.window.percentile(50),
+            p95: self.window.percentile(95),
+            baseline_p50: self.baseline_p50,
+        }
+    }
+
+    /// The rule a detection matched, with its figures:
+    /// `RssAnon 310.0 MiB > P95 100.0 MiB x 3 = 300.0 MiB`.
+    pub fn explain(&self, d: &Detection) -> String {
+        let s = &d.stats;
+        match d.reason {
+            Reason::Spike => format!(
+                "RssAnon {} > P95 {} x {} = {}",
+                human_bytes(s.current),
+                human_bytes(s.p95.unwrap_or_default()),
+                self.settings.spike_multiplier,
+                human_bytes(d.limit)
+            ),
+            _ => format!(
+                "P50 {} > baseline P50 {} + {} = {}",
+                human_bytes(s.p50.unwrap_or_default()),
+                human_bytes(s.baseline_p50.unwrap_or_default()),
+                human_bytes(self.settings.leak_threshold),
+                human_bytes(d.limit)
+            ),
+        }
+    }
+
     /// Forgets everything: the target was replaced by a new process.
     pub fn reset(&mut self) {
         self.window.clear();
@@ -184,12 +218,7 @@ impl Detector {
     /// P95; the sample does not join the window.
     pub fn on_event(&mut self, now: Instant, current: u64) -> Assessment {
         let mut assessment = Assessment {
-            stats: MemoryStats {
-                current,
-                p50: self.window.percentile(50),
-                p95: self.window.percentile(95),
-                baseline_p50: self.baseline_p50,
-            },
+            stats: self.stats(current),
             ..Assessment::default()
         };
         if !self.window.is_full() {
@@ -292,6 +321,32 @@ mod tests {
 
     fn at(t0: Instant, secs: u64) -> Instant {
         t0 + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn detections_explain_their_rule() {
+        let (mut d, t0) = filled(100 * MIB);
+        let spike = d.on_tick(at(t0, 6), 250 * MIB).detection.unwrap();
+        assert_eq!(
+            d.explain(&spike),
+            "RssAnon 250.0 MiB > P95 100.0 MiB x 2 = 200.0 MiB"
+        );
+        let leak = Detection {
+            reason: Reason::SlowLeak,
+            stats: MemoryStats {
+                current: 0,
+                p50: Some(120 * MIB),
+                p95: None,
+                baseline_p50: Some(100 * MIB),
+            },
+            limit: 110 * MIB,
+        };
+        assert_eq!(
+            d.explain(&leak),
+            "P50 120.0 MiB > baseline P50 100.0 MiB + 10.0 MiB = 110.0 MiB"
+        );
+        assert_eq!(d.stats(7).current, 7);
+        assert_eq!(d.stats(7).baseline_p50, Some(100 * MIB));
     }
 
     #[test]

@@ -2,11 +2,23 @@
 //! leaks, capture a jemalloc heap profile over the target's Unix socket, store it
 //! in S3 and tell the team in Slack.
 //!
-//! The data flow, one module per step:
-//! [`procfs`] samples → [`window`] keeps the recent samples → [`detector`] decides →
-//! [`capture`] takes the heap dump → [`spool`] keeps it safe on disk →
-//! [`store`] uploads it → [`notify`] tells Slack. [`app`] wires the steps together;
-//! [`config`] reads the environment.
+//! The data flow, one module per stage:
+//!
+//! 1. **sample**: [`sampler`] finds the [`target`] process and reads its RssAnon
+//!    from [`procfs`] on every tick, and between ticks when [`ebpf`] wakes it;
+//! 2. **window**: [`window`] keeps the recent samples and their percentiles;
+//! 3. **detect**: [`detector`] applies the spike and slow-leak rules;
+//! 4. **capture**: [`capture`] asks the target's socket for a heap dump, one at
+//!    a time;
+//! 5. **spool**: [`handoff`] names the dump ([`naming`]), records it ([`dump`])
+//!    and writes it to the [`spool`], which keeps it safe on disk;
+//! 6. **store**: the [`uploader`] puts spooled dumps into S3 through [`store`],
+//!    retrying with [`backoff`];
+//! 7. **notify**: the uploader tells Slack through [`notify`].
+//!
+//! [`app`] wires the stages into one loop; [`config`] reads the environment
+//! and hands each stage its settings; [`metrics`] exports what happens;
+//! [`logging`] and [`units`] serve them all.
 
 pub mod app;
 pub mod backoff;
@@ -15,11 +27,13 @@ pub mod config;
 pub mod detector;
 pub mod dump;
 pub mod ebpf;
+pub mod handoff;
 pub mod logging;
 pub mod metrics;
 pub mod naming;
 pub mod notify;
 pub mod procfs;
+pub mod sampler;
 pub mod spool;
 pub mod store;
 pub mod target;

@@ -30,13 +30,14 @@ pub fn init(format: LogFormat) {
 
 /// An error and its causes as one line, `outer: inner: root`, each cause
 /// said once: wrappers that already print their source's text (a common
-/// `thiserror` pattern) do not get it appended a second time.
+/// `thiserror` pattern, at the end or within, as aya's load errors do) do not
+/// get it appended a second time.
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut chain = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
         let text = cause.to_string();
-        if !text.is_empty() && !chain.ends_with(&text) {
+        if !chain.contains(&text) {
             chain.push_str(": ");
             chain.push_str(&text);
         }
@@ -56,6 +57,14 @@ mod tests {
         source: std::io::Error,
     }
 
+    /// Says its source's text mid-line, as aya's `ProgramError::LoadError` does.
+    #[derive(Debug, thiserror::Error)]
+    #[error("the syscall returned {source}. Verifier output: none")]
+    struct Within {
+        #[source]
+        source: std::io::Error,
+    }
+
     #[test]
     fn each_cause_is_said_once() {
         let io = || std::io::Error::from_raw_os_error(30);
@@ -68,6 +77,11 @@ mod tests {
         assert_eq!(
             error_chain(plain.as_ref()),
             "reading /proc/1/status: Read-only file system (os error 30)"
+        );
+        let within = anyhow::Error::new(Within { source: io() }).context("loading program x");
+        assert_eq!(
+            error_chain(within.as_ref()),
+            "loading program x: the syscall returned Read-only file system (os error 30). Verifier output: none"
         );
     }
 }

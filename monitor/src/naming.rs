@@ -121,6 +121,15 @@ pub fn rest_of_second(now: DateTime<Utc>) -> Duration {
     )))
 }
 
+/// Where keys go: S3_PATH_PREFIX and POD_NAME.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamingSettings {
+    /// S3_PATH_PREFIX, glued to the pod name as given (a "folder" ends in `/`).
+    pub prefix: String,
+    /// POD_NAME.
+    pub pod: String,
+}
+
 /// The names one monitor run gives its dumps: keys under `prefix` + `pod`,
 /// unique within the run and against the keys it was told about.
 #[derive(Debug)]
@@ -138,6 +147,16 @@ impl DumpNames {
             pod: pod.into(),
             keys: KeyAllocator::new(),
         }
+    }
+
+    /// Names as the settings say.
+    pub fn from_settings(settings: &NamingSettings) -> Self {
+        Self::new(&settings.prefix, &settings.pod)
+    }
+
+    /// POD_NAME, as recorded with each dump.
+    pub fn pod(&self) -> &str {
+        &self.pod
     }
 
     /// What every key of this monitor starts with: `{prefix}{pod}-`.

@@ -10,6 +10,9 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+/// Bound on a PPid walk, so a corrupt or cyclic /proc view cannot loop us.
+const MAX_ANCESTRY_DEPTH: usize = 4096;
+
 /// The kernel keeps at most 15 bytes of a command name (TASK_COMM_LEN − 1).
 pub const COMM_MAX: usize = 15;
 
@@ -61,14 +64,23 @@ pub fn parse_rss_anon(status: &str) -> Result<u64, String> {
 
 /// Parses `PPid:` from /proc/<pid>/status.
 pub fn parse_ppid(status: &str) -> Result<i32, String> {
+    parse_status_int(status, "PPid")
+}
+
+/// Parses `Tgid:` (the process a thread belongs to) from /proc/<pid>/status.
+pub fn parse_tgid(status: &str) -> Result<i32, String> {
+    parse_status_int(status, "Tgid")
+}
+
+fn parse_status_int(status: &str, field: &str) -> Result<i32, String> {
     let value = status
         .lines()
-        .find_map(|l| l.strip_prefix("PPid:"))
-        .ok_or("no PPid field")?
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .ok_or_else(|| format!("no {field} field"))?
         .trim();
     value
         .parse()
-        .map_err(|_| format!("PPid value {value:?} is not a number"))
+        .map_err(|_| format!("{field} value {value:?} is not a number"))
 }
 
 /// Parses the start time (field 22, clock ticks since boot) from /proc/<pid>/stat.
@@ -196,6 +208,11 @@ impl ProcFs {
         self.parse(pid, "status", parse_ppid)
     }
 
+    /// The process (thread group) `pid` belongs to; `pid` itself for a process.
+    pub fn tgid(&self, pid: i32) -> Result<i32, ProcError> {
+        self.parse(pid, "status", parse_tgid)
+    }
+
     /// PIDs of all threads of process `pid` (its /proc/<pid>/task entries).
     pub fn threads(&self, pid: i32) -> Result<Vec<i32>, ProcError> {
         let path = self.path(pid, "task");
@@ -210,7 +227,7 @@ impl ProcFs {
     pub fn descends_from(&self, pid: i32, ancestor: i32) -> bool {
         let mut current = pid;
         // PID 1 and 0 end the walk; the bound guards against a corrupt chain.
-        for _ in 0..64 {
+        for _ in 0..MAX_ANCESTRY_DEPTH {
             if current == ancestor {
                 return true;
             }
@@ -511,6 +528,60 @@ mod tests {
         assert!(proc.descends_from(10, 10));
         assert!(!proc.descends_from(13, 10));
         assert!(!proc.descends_from(99, 10));
+    }
+
+    #[test]
+    fn status_fields_parse() {
+        let status = "Name:\tx\nTgid:\t41\nNgid:\t0\nPid:\t42\nPPid:\t7\nTracerPid:\t0\n";
+        assert_eq!(parse_ppid(status), Ok(7));
+        assert_eq!(parse_tgid(status), Ok(41));
+        assert!(parse_tgid("Name:\tx\n").is_err());
+        assert!(parse_ppid("PPid:\tx\n").is_err());
+    }
+
+    /// A /proc entry with only a status file, for ancestry walks.
+    fn status_only(root: &Path, pid: i32, ppid: i32) {
+        let dir = root.join(pid.to_string());
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join("status"),
+            format!("Name:\tp\nTgid:\t{pid}\nPid:\t{pid}\nPPid:\t{ppid}\n"),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn descendant_walk_follows_ppid() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        // 1 -> 10 -> 20 -> 30, and 1 -> 11.
+        status_only(root, 1, 0);
+        status_only(root, 10, 1);
+        status_only(root, 20, 10);
+        status_only(root, 30, 20);
+        status_only(root, 11, 1);
+        let proc = ProcFs::new(root);
+        assert!(proc.descends_from(10, 10));
+        assert!(proc.descends_from(30, 10));
+        assert!(!proc.descends_from(11, 10));
+        assert!(
+            !proc.descends_from(10, 30),
+            "an ancestor is not a descendant"
+        );
+        assert!(!proc.descends_from(99, 10), "vanished process");
+        // A cycle must not hang the walk.
+        status_only(root, 40, 41);
+        status_only(root, 41, 40);
+        assert!(!proc.descends_from(40, 10));
+    }
+
+    #[test]
+    fn descendant_walk_works_on_the_real_proc() {
+        let proc = ProcFs::default();
+        let me = std::process::id() as i32;
+        assert!(proc.descends_from(me, me));
+        assert!(proc.descends_from(me, 1));
+        assert!(!proc.descends_from(1, me));
     }
 
     #[test]

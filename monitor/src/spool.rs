@@ -105,6 +105,15 @@ pub struct Limits {
     pub max_bytes: u64,
 }
 
+/// Where the spool is and how much it may hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolSettings {
+    /// SPOOL_DIR (absolute).
+    pub dir: PathBuf,
+    /// SPOOL_MAX_DUMPS and SPOOL_MAX_SIZE.
+    pub limits: Limits,
+}
+
 /// The spool directory.
 #[derive(Debug, Clone)]
 pub struct Spool {

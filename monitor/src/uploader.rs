@@ -18,7 +18,7 @@ use crate::spool::{Spool, SpoolRecord, Spooled};
 use crate::store::{ObjectStore, object_metadata, s3_uri};
 
 /// Delivery settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploaderSettings {
     /// First retry delay.
     pub initial_delay: Duration,

@@ -1,90 +1,25 @@
-//! Observability: Prometheus metrics and the health endpoints.
-//!
-//! [`Metrics`] holds every counter and gauge; the loop and the uploader update
-//! it through small methods (atomics only, nothing waits). [`serve`] exposes it
-//! on METRICS_ADDR:
-//!
-//! - `/metrics`: the OpenMetrics text format (Prometheus reads it), every name
-//!   prefixed `memory_monitor_`.
-//! - `/healthz`: 200 while the loop is alive and sampling (it ticked within
-//!   [`Metrics::stale_after`]), 503 otherwise. For a liveness probe.
-//! - `/readyz`: 200 once the configuration is loaded and the loop is running,
-//!   503 before and during shutdown. Not gated on the target: a native
-//!   sidecar's readiness gates its whole pod, so a missing target must not
-//!   keep the pod (and so the target) from starting.
+//! The series Prometheus scrapes: every counter and gauge in one registry,
+//! each label set created at start (at 0, so `rate()` works before the first
+//! event), and the small recording methods the loop and the uploader call.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
-use thiserror::Error;
 use tracing::error;
 
-use crate::dump::{MemoryStats, Reason, Trigger};
+use super::health::Health;
+use super::labels::{FailedStage, KERNEL_OUTCOMES, MODES, One, REASONS, STAGES, TRIGGERS, Two};
+use crate::dump::{MemoryStats, Reason, Sampling, Trigger};
 use crate::ebpf::EbpfStats;
 
 /// Content type of the OpenMetrics text format that [`Metrics::encode`] writes.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// Ticks that may be missed before `/healthz` reports the loop as stuck.
-const HEALTH_INTERVALS: u32 = 3;
-/// Added to the health bound so a 10 ms interval is not judged by scheduling noise.
-const HEALTH_SLACK: Duration = Duration::from_secs(1);
-
-/// Every reason, so each label exists (at 0) from the first scrape and
-/// `rate()` works before the first dump.
-const REASONS: [Reason; 3] = [Reason::Baseline, Reason::Spike, Reason::SlowLeak];
-const TRIGGERS: [Trigger; 3] = [Trigger::Tick, Trigger::Event, Trigger::Startup];
-const MODES: [&str; 2] = ["ebpf", "procfs"];
-const KERNEL_OUTCOMES: [&str; 3] = ["sent", "dropped_full", "throttled"];
-
-/// A label set of one pair.
-type One = [(&'static str, &'static str); 1];
-/// A label set of two pairs.
-type Two = [(&'static str, &'static str); 2];
-
-/// Where a dump failed, for `memory_monitor_dumps_failed_total{stage}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailedStage {
-    /// The heap-dump socket gave no dump (no cooldown starts; baselines retry).
-    Capture,
-    /// The dump could not be written to the spool (uploaded from memory instead).
-    Spool,
-    /// One upload attempt failed (the dump stays spooled and is retried).
-    Upload,
-    /// The dump was gone before it could be uploaded (dropped from a full spool).
-    Lost,
-}
-
-impl FailedStage {
-    fn as_str(self) -> &'static str {
-        match self {
-            FailedStage::Capture => "capture",
-            FailedStage::Spool => "spool",
-            FailedStage::Upload => "upload",
-            FailedStage::Lost => "lost",
-        }
-    }
-}
-
-const STAGES: [FailedStage; 4] = [
-    FailedStage::Capture,
-    FailedStage::Spool,
-    FailedStage::Upload,
-    FailedStage::Lost,
-];
 
 /// The monitor's metrics and health state. Shared as `Arc<Metrics>`.
 #[derive(Debug)]
@@ -113,11 +48,8 @@ pub struct Metrics {
     target_found: Gauge,
     baseline_taken: Gauge,
     ever_found: AtomicBool,
-    started: Instant,
-    /// Milliseconds after `started` of the last tick, plus one; 0 = never.
-    last_tick: AtomicU64,
-    running: AtomicBool,
-    stale_after: Duration,
+    /// Liveness and readiness.
+    health: Health,
 }
 
 impl Metrics {
@@ -150,10 +82,7 @@ impl Metrics {
             target_found: Gauge::default(),
             baseline_taken: Gauge::default(),
             ever_found: AtomicBool::new(false),
-            started: Instant::now(),
-            last_tick: AtomicU64::new(0),
-            running: AtomicBool::new(false),
-            stale_after: check_interval.saturating_mul(HEALTH_INTERVALS) + HEALTH_SLACK,
+            health: Health::new(check_interval),
         };
         registry.register_with_unit(
             "rss_anon",
@@ -280,7 +209,7 @@ impl Metrics {
             let _ = m.failed.get_or_create(&[("stage", stage.as_str())]);
         }
         for mode in MODES {
-            let _ = m.mode.get_or_create(&[("mode", mode)]);
+            let _ = m.mode.get_or_create(&[("mode", mode.as_str())]);
         }
         for outcome in KERNEL_OUTCOMES {
             let _ = m.ebpf_kernel.get_or_create(&[("outcome", outcome)]);
@@ -298,17 +227,6 @@ impl Metrics {
             out.push_str("# encoding failed\n");
         }
         out
-    }
-
-    /// The loop ticked (with or without a target).
-    pub fn tick(&self) {
-        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
-        self.last_tick.store(ms + 1, Ordering::Relaxed);
-    }
-
-    /// The loop started (true) or stopped (false) running.
-    pub fn set_running(&self, running: bool) {
-        self.running.store(running, Ordering::Relaxed);
     }
 
     /// A sample was taken: the current figures.
@@ -399,11 +317,12 @@ impl Metrics {
         *last = now;
     }
 
-    /// The current mode, "ebpf" or "procfs" (1 for it, 0 for the other).
-    pub fn set_mode(&self, mode: &str) {
+    /// The current mode: `memory_monitor_mode{mode="ebpf"}` or `{mode="procfs"}`
+    /// is 1, the other 0.
+    pub fn set_mode(&self, mode: Sampling) {
         for m in MODES {
             self.mode
-                .get_or_create(&[("mode", m)])
+                .get_or_create(&[("mode", m.as_str())])
                 .set(i64::from(m == mode));
         }
     }
@@ -431,35 +350,29 @@ impl Metrics {
         }
     }
 
+    /// The loop ticked (with or without a target).
+    pub fn tick(&self) {
+        self.health.tick();
+    }
+
+    /// The loop started (true) or stopped (false) running.
+    pub fn set_running(&self, running: bool) {
+        self.health.set_running(running);
+    }
+
     /// How long the loop may go without a tick before `/healthz` fails.
     pub fn stale_after(&self) -> Duration {
-        self.stale_after
+        self.health.stale_after()
     }
 
     /// Liveness: `Ok` with the time since the last tick, or why not.
     pub fn health(&self) -> Result<Duration, String> {
-        let last = self.last_tick.load(Ordering::Relaxed);
-        if last == 0 {
-            return Err("the monitor loop has not ticked yet".into());
-        }
-        let since = self
-            .started
-            .elapsed()
-            .saturating_sub(Duration::from_millis(last - 1));
-        if since > self.stale_after {
-            Err(format!(
-                "the monitor loop last ticked {} ms ago (bound {} ms)",
-                since.as_millis(),
-                self.stale_after.as_millis()
-            ))
-        } else {
-            Ok(since)
-        }
+        self.health.health()
     }
 
     /// Readiness: configuration loaded and the loop running.
     pub fn ready(&self) -> bool {
-        self.running.load(Ordering::Relaxed)
+        self.health.ready()
     }
 }
 
@@ -468,94 +381,9 @@ fn gauge(bytes: u64) -> i64 {
     i64::try_from(bytes).unwrap_or(i64::MAX)
 }
 
-/// The metrics server could not start.
-#[derive(Debug, Error)]
-pub enum MetricsError {
-    /// METRICS_ADDR could not be bound.
-    #[error("cannot listen on METRICS_ADDR {addr}: {source}")]
-    Bind {
-        /// The address asked for.
-        addr: SocketAddr,
-        /// The cause.
-        source: std::io::Error,
-    },
-}
-
-/// The running metrics server.
-#[derive(Debug)]
-pub struct MetricsServer {
-    addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl MetricsServer {
-    /// The address actually bound (the port is chosen when METRICS_ADDR asks for 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Stops serving.
-    pub fn stop(self) {
-        self.task.abort();
-    }
-}
-
-/// Binds `addr` and serves `/metrics`, `/healthz` and `/readyz` in the background.
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<MetricsServer, MetricsError> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| MetricsError::Bind { addr, source })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| MetricsError::Bind { addr, source })?;
-    let app = Router::new()
-        .route("/metrics", get(metrics_page))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(metrics);
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            error!(addr = %bound, error = %e, "metrics server stopped");
-        }
-    });
-    Ok(MetricsServer { addr: bound, task })
-}
-
-async fn metrics_page(State(m): State<Arc<Metrics>>) -> Response {
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], m.encode()).into_response()
-}
-
-async fn healthz(State(m): State<Arc<Metrics>>) -> Response {
-    match m.health() {
-        Ok(since) => (
-            StatusCode::OK,
-            format!("ok: last tick {} ms ago\n", since.as_millis()),
-        )
-            .into_response(),
-        Err(why) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("unhealthy: {why}\n"),
-        )
-            .into_response(),
-    }
-}
-
-async fn readyz(State(m): State<Arc<Metrics>>) -> Response {
-    if m.ready() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the monitor loop is not running\n",
-        )
-            .into_response()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A value from the exposition: the line `name{labels} value`.
     fn value(text: &str, series: &str) -> f64 {
@@ -599,7 +427,7 @@ mod tests {
     #[test]
     fn updates_show_in_the_exposition() {
         let m = Metrics::new(Duration::from_secs(1));
-        m.set_mode("procfs");
+        m.set_mode(Sampling::Procfs);
         m.target_found();
         let stats = MemoryStats {
             current: 300,
@@ -711,65 +539,5 @@ mod tests {
             ),
             9.0
         );
-    }
-
-    #[test]
-    fn health_needs_a_recent_tick_and_readiness_a_running_loop() {
-        let m = Metrics::new(Duration::from_millis(1));
-        assert!(m.health().is_err(), "no tick yet");
-        assert!(!m.ready());
-        m.tick();
-        assert!(m.health().is_ok());
-        m.set_running(true);
-        assert!(m.ready());
-        // A stuck loop: no tick for longer than the bound.
-        std::thread::sleep(m.stale_after() + Duration::from_millis(50));
-        let why = m.health().unwrap_err();
-        assert!(why.contains("last ticked"), "{why}");
-        m.set_running(false);
-        assert!(!m.ready());
-    }
-
-    async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
-        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .unwrap();
-        let mut reply = String::new();
-        s.read_to_string(&mut reply).await.unwrap();
-        let (head, body) = reply.split_once("\r\n\r\n").unwrap();
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        (status, head.to_ascii_lowercase(), body.to_string())
-    }
-
-    #[tokio::test]
-    async fn the_server_answers_on_its_three_paths() {
-        let m = Arc::new(Metrics::new(Duration::from_secs(1)));
-        let server = serve("127.0.0.1:0".parse().unwrap(), m.clone())
-            .await
-            .unwrap();
-        let addr = server.local_addr();
-        assert_ne!(addr.port(), 0);
-
-        assert_eq!(get(addr, "/healthz").await.0, 503);
-        assert_eq!(get(addr, "/readyz").await.0, 503);
-        m.tick();
-        m.set_running(true);
-        let (status, _, body) = get(addr, "/healthz").await;
-        assert_eq!(status, 200, "{body}");
-        assert_eq!(get(addr, "/readyz").await.0, 200);
-        m.samples.inc();
-        let (status, head, body) = get(addr, "/metrics").await;
-        assert_eq!(status, 200);
-        assert!(head.contains("application/openmetrics-text"), "{head}");
-        assert_eq!(value(&body, "memory_monitor_samples_total"), 1.0);
-        assert_eq!(get(addr, "/nope").await.0, 404);
-
-        // A second server on the same port is refused with the address named.
-        let err = serve(addr, m.clone()).await.unwrap_err();
-        assert!(err.to_string().contains(&addr.to_string()), "{err}");
-        server.stop();
     }
 }

@@ -15,6 +15,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::time::Instant;
 
+use crate::procfs::ProcFs;
+
+mod slot;
+
+pub use slot::{CaptureSlot, Finished, Request};
+
 /// The request line of the protocol.
 const REQUEST: &[u8] = b"dump\n";
 /// How many leading bytes a [`CaptureError::NotGzip`] shows.
@@ -23,8 +29,6 @@ const SHOWN_BYTES: usize = 16;
 const SHOWN_TEXT: usize = 160;
 /// Read granularity; also the most we read past nothing when the cap is near.
 const CHUNK: usize = 64 * 1024;
-/// Bound on the PPid walk, so a corrupt or cyclic /proc view cannot loop us.
-const MAX_ANCESTRY_DEPTH: usize = 4096;
 
 /// The socket a target named `binary` serves in `dir`: `<dir>/heap_dump_<binary>.sock`.
 pub fn socket_path(dir: &Path, binary: &str) -> PathBuf {
@@ -160,13 +164,18 @@ pub enum CaptureError {
 pub struct SocketDumper {
     path: PathBuf,
     settings: CaptureSettings,
+    procfs: ProcFs,
 }
 
 impl SocketDumper {
     /// A dumper for the target named `binary` (BINARY_NAME).
     pub fn new(binary: &str, settings: CaptureSettings) -> Self {
         let path = socket_path(&settings.socket_dir, binary);
-        Self { path, settings }
+        Self {
+            path,
+            settings,
+            procfs: ProcFs::default(),
+        }
     }
 
     /// The socket this dumper talks to.
@@ -200,7 +209,7 @@ impl SocketDumper {
                 })?;
 
         if let Some(target) = target_pid {
-            check_peer(&stream, path, Path::new("/proc"), target)?;
+            check_peer(&stream, path, &self.procfs, target)?;
         }
 
         // One deadline for the whole exchange: a target that trickles bytes
@@ -273,7 +282,7 @@ fn check_is_socket(path: &Path) -> Result<(), CaptureError> {
 fn check_peer(
     stream: &UnixStream,
     path: &Path,
-    proc_root: &Path,
+    procfs: &ProcFs,
     target: i32,
 ) -> Result<(), CaptureError> {
     let cred = stream.peer_cred().map_err(|source| CaptureError::Io {
@@ -287,11 +296,8 @@ fn check_peer(
         source: io::Error::other("SO_PEERCRED returned no pid"),
     })?;
     // The caller may hold a thread id; SO_PEERCRED reports the process (tgid).
-    let expected = read_status_field(proc_root, target, "Tgid:")
-        .ok()
-        .flatten()
-        .unwrap_or(target);
-    if is_self_or_descendant(proc_root, expected, found) {
+    let expected = procfs.tgid(target).unwrap_or(target);
+    if procfs.descends_from(found, expected) {
         Ok(())
     } else {
         Err(CaptureError::PeerMismatch {
@@ -300,40 +306,6 @@ fn check_peer(
             found,
         })
     }
-}
-
-/// Whether `pid` is `ancestor` or descends from it, following PPid in
-/// `<proc_root>/<pid>/status`. A process that vanished mid-walk counts as no.
-fn is_self_or_descendant(proc_root: &Path, ancestor: i32, pid: i32) -> bool {
-    let mut current = pid;
-    for _ in 0..MAX_ANCESTRY_DEPTH {
-        if current == ancestor {
-            return true;
-        }
-        // pid 0 is the parent of init and of kernel threads: the top.
-        if current <= 1 {
-            return false;
-        }
-        match read_status_field(proc_root, current, "PPid:") {
-            Ok(Some(parent)) => current = parent,
-            _ => return false,
-        }
-    }
-    false
-}
-
-/// Reads one numeric field (`"PPid:"`, `"Tgid:"`) of `<proc_root>/<pid>/status`.
-fn read_status_field(proc_root: &Path, pid: i32, field: &str) -> io::Result<Option<i32>> {
-    let status = std::fs::read_to_string(proc_root.join(pid.to_string()).join("status"))?;
-    Ok(parse_status_field(&status, field))
-}
-
-/// Finds `field` at the start of a line of a /proc status file and parses its value.
-fn parse_status_field(status: &str, field: &str) -> Option<i32> {
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|value| value.trim().parse().ok())
 }
 
 /// Reads to EOF before `deadline`, failing as soon as more than `cap` bytes arrived.
@@ -507,57 +479,6 @@ mod tests {
         // Magic only: header cut short.
         let err = check_gzip(p, &[0x1f, 0x8b]).unwrap_err();
         assert!(matches!(err, CaptureError::NotGzip { .. }), "{err}");
-    }
-
-    #[test]
-    fn status_fields_parse() {
-        let status = "Name:\tx\nTgid:\t41\nNgid:\t0\nPid:\t42\nPPid:\t7\nTracerPid:\t0\n";
-        assert_eq!(parse_status_field(status, "PPid:"), Some(7));
-        assert_eq!(parse_status_field(status, "Tgid:"), Some(41));
-        assert_eq!(parse_status_field(status, "Nope:"), None);
-        assert_eq!(parse_status_field("PPid:\tx\n", "PPid:"), None);
-    }
-
-    fn fake_proc(root: &Path, pid: i32, ppid: i32) {
-        let dir = root.join(pid.to_string());
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("status"),
-            format!("Name:\tp\nTgid:\t{pid}\nPid:\t{pid}\nPPid:\t{ppid}\n"),
-        )
-        .unwrap();
-    }
-
-    #[test]
-    fn descendant_walk_follows_ppid() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        // 1 -> 10 -> 20 -> 30, and 1 -> 11.
-        fake_proc(root, 1, 0);
-        fake_proc(root, 10, 1);
-        fake_proc(root, 20, 10);
-        fake_proc(root, 30, 20);
-        fake_proc(root, 11, 1);
-        assert!(is_self_or_descendant(root, 10, 10));
-        assert!(is_self_or_descendant(root, 10, 30));
-        assert!(!is_self_or_descendant(root, 10, 11));
-        assert!(
-            !is_self_or_descendant(root, 30, 10),
-            "an ancestor is not a descendant"
-        );
-        assert!(!is_self_or_descendant(root, 10, 99), "vanished process");
-        // A cycle must not hang the walk.
-        fake_proc(root, 40, 41);
-        fake_proc(root, 41, 40);
-        assert!(!is_self_or_descendant(root, 10, 40));
-    }
-
-    #[test]
-    fn descendant_walk_works_on_the_real_proc() {
-        let me = std::process::id() as i32;
-        assert!(is_self_or_descendant(Path::new("/proc"), me, me));
-        assert!(is_self_or_descendant(Path::new("/proc"), 1, me));
-        assert!(!is_self_or_descendant(Path::new("/proc"), me, 1));
     }
 
     #[test]

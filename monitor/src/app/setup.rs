@@ -1,0 +1,144 @@
+//! Building the stages from the configuration, in the order that makes a
+//! failure clear: signals first (a SIGTERM during start-up is a clean stop),
+//! then the metrics server (so /readyz says "not ready" rather than nothing),
+//! eBPF, S3, Slack, the spool, and the uploader.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::capture::{CaptureSlot, SocketDumper};
+use crate::config::{Config, Mode};
+use crate::detector::Detector;
+use crate::ebpf::{EbpfSettings, EbpfWatcher};
+use crate::handoff::Handoff;
+use crate::metrics::{Metrics, MetricsServer};
+use crate::naming::DumpNames;
+use crate::notify::SlackNotifier;
+use crate::sampler::Sampler;
+use crate::spool::Spool;
+use crate::store::S3Store;
+use crate::uploader::Uploader;
+
+/// Every stage, built and connected, ready for the loop.
+pub(super) struct Parts {
+    pub signal: Pin<Box<dyn Future<Output = ()> + Send>>,
+    pub metrics: Arc<Metrics>,
+    /// Kept alive for as long as the monitor runs.
+    pub _server: Option<MetricsServer>,
+    pub sampler: Sampler,
+    pub detector: Detector,
+    pub slot: CaptureSlot,
+    pub handoff: Handoff,
+    /// Tells the uploader to stop retrying and wind down.
+    pub stop_uploader: watch::Sender<bool>,
+    pub binary: String,
+    pub check_interval: Duration,
+    pub initial_delay: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+impl Parts {
+    pub async fn build(config: Config) -> anyhow::Result<Parts> {
+        // Listen first: a SIGTERM while the rest starts up (S3 credentials, eBPF
+        // load) is then a clean stop once the loop begins, not a kill by signal.
+        let signal = shutdown_signal().await?;
+        for (var, value) in config.summary() {
+            info!(target: "memory_monitor::config", "{var} = {value}");
+        }
+        let metrics = Arc::new(Metrics::new(config.sampler.check_interval));
+        let server = match config.metrics_addr {
+            Some(addr) => {
+                let server = crate::metrics::serve(addr, metrics.clone()).await?;
+                info!(addr = %server.local_addr(), "metrics server listening (/metrics, /healthz, /readyz)");
+                Some(server)
+            }
+            None => {
+                info!("metrics server off (METRICS_ADDR=off)");
+                None
+            }
+        };
+        let watcher = start_ebpf(config.sampler.mode, &config.ebpf)?;
+        let store = S3Store::connect(config.store.clone())
+            .await
+            .context("cannot set up the S3 client")?;
+        let notifier = match config.slack {
+            Some(settings) => {
+                Some(SlackNotifier::new(settings).context("cannot set up the Slack client")?)
+            }
+            None => None,
+        };
+        let names = DumpNames::from_settings(&config.naming);
+        let spool = Spool::open(&config.spool.dir, config.spool.limits)
+            .context("cannot open the spool")?
+            .with_key_prefix(names.key_prefix());
+        let (stop_uploader, stopping) = watch::channel(false);
+        let uploader = Uploader::spawn(
+            store,
+            notifier,
+            spool.clone(),
+            config.uploader.clone(),
+            metrics.clone(),
+            stopping,
+        );
+        let binary = config.sampler.binary_name.clone();
+        Ok(Parts {
+            signal,
+            _server: server,
+            detector: Detector::new(config.detector.clone()),
+            slot: CaptureSlot::new(SocketDumper::new(&binary, config.capture.clone())),
+            handoff: Handoff::new(names, &binary, spool, uploader, metrics.clone()),
+            check_interval: config.sampler.check_interval,
+            initial_delay: config.sampler.initial_delay,
+            sampler: Sampler::new(config.sampler, watcher, metrics.clone()),
+            metrics,
+            stop_uploader,
+            binary,
+            shutdown_timeout: config.shutdown_timeout,
+        })
+    }
+}
+
+/// Loads the eBPF programs as MONITOR_MODE asks. `auto` falls back to procfs
+/// with one line saying why; `ebpf` refuses to start.
+fn start_ebpf(mode: Mode, settings: &EbpfSettings) -> anyhow::Result<Option<EbpfWatcher>> {
+    if mode == Mode::Procfs {
+        info!("procfs mode (MONITOR_MODE=procfs): sampling every CHECK_INTERVAL only");
+        return Ok(None);
+    }
+    match EbpfWatcher::load(settings) {
+        Ok(w) => {
+            info!(attach_points = ?w.attach_points(), "eBPF mode: programs loaded");
+            if !w.unavailable_hooks().is_empty() {
+                warn!(
+                    "eBPF hooks unavailable on this kernel (the rest work): {}",
+                    w.unavailable_hooks().join("; ")
+                );
+            }
+            Ok(Some(w))
+        }
+        Err(e) if mode == Mode::Auto => {
+            warn!("eBPF unavailable, falling back to procfs mode: {e}");
+            Ok(None)
+        }
+        Err(e) => Err(anyhow::anyhow!(e)).context("MONITOR_MODE=ebpf but eBPF cannot load"),
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() -> anyhow::Result<Pin<Box<dyn Future<Output = ()> + Send>>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    Ok(Box::pin(async move {
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM received"),
+            _ = int.recv() => info!("SIGINT received"),
+        }
+    }))
+}

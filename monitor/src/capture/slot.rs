@@ -1,0 +1,180 @@
+//! The one capture the monitor runs at a time, and when captures may start.
+//!
+//! [`CaptureSlot`] holds the capture in flight (ticks keep sampling while it
+//! runs; detections meanwhile are logged, not queued), the baseline schedule
+//! of the current target with its retry backoff, and the start-second gate:
+//! no capture begins in the UTC second the monitor started in, because keys
+//! carry whole seconds and a run restarted within its predecessor's last
+//! dump second could otherwise reuse that dump's key
+//! ([`crate::naming::rest_of_second`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::{CaptureError, SocketDumper};
+use crate::backoff::Backoff;
+use crate::dump::{MemoryStats, Reason, Sampling, Trigger};
+use crate::naming::rest_of_second;
+use crate::procfs::ProcessId;
+
+/// Retry bounds for a failed baseline dump.
+const BASELINE_RETRY_MIN: Duration = Duration::from_secs(1);
+const BASELINE_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// What a capture is for: everything recorded with the dump but its bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Request {
+    /// Why it is taken.
+    pub reason: Reason,
+    /// Which path noticed it.
+    pub trigger: Trigger,
+    /// The figures at detection.
+    pub stats: MemoryStats,
+    /// The process asked.
+    pub target: ProcessId,
+    /// How the monitor was sampling.
+    pub mode: Sampling,
+}
+
+/// A capture that ended: the dump, or why there is none.
+#[derive(Debug)]
+pub struct Finished {
+    /// What was asked.
+    pub request: Request,
+    /// The gzipped pprof, or the error text.
+    pub result: Result<Vec<u8>, String>,
+}
+
+struct InFlight {
+    request: Request,
+    task: JoinHandle<Result<Vec<u8>, CaptureError>>,
+}
+
+/// The capture in flight, the baseline schedule and the start-second gate.
+pub struct CaptureSlot {
+    dumper: Arc<SocketDumper>,
+    in_flight: Option<InFlight>,
+    baseline_due: Option<Instant>,
+    baseline_retry: Backoff,
+    /// No capture starts before this: the end of the monitor's start second.
+    opens_at: Instant,
+}
+
+impl CaptureSlot {
+    /// An idle slot capturing through `dumper`, closed until the current UTC
+    /// second ends.
+    pub fn new(dumper: SocketDumper) -> Self {
+        CaptureSlot {
+            dumper: Arc::new(dumper),
+            in_flight: None,
+            baseline_due: None,
+            baseline_retry: Backoff::new(BASELINE_RETRY_MIN, BASELINE_RETRY_MAX),
+            // A millisecond of slack: the two clocks are read one after the other.
+            opens_at: Instant::now() + rest_of_second(Utc::now()) + Duration::from_millis(1),
+        }
+    }
+
+    /// The socket captures are asked on.
+    pub fn socket_path(&self) -> &std::path::Path {
+        self.dumper.socket_path()
+    }
+
+    /// The reason of the capture in flight, if one is.
+    pub fn busy(&self) -> Option<Reason> {
+        self.in_flight.as_ref().map(|f| f.request.reason)
+    }
+
+    /// False during the monitor's start second.
+    pub fn is_open(&self, now: Instant) -> bool {
+        now >= self.opens_at
+    }
+
+    /// A new target: its baseline dump is due at `at`, retried from the first step.
+    pub fn schedule_baseline(&mut self, at: Instant) {
+        self.baseline_due = Some(at);
+        self.baseline_retry.reset();
+    }
+
+    /// The target is gone: no baseline is due.
+    pub fn cancel_baseline(&mut self) {
+        self.baseline_due = None;
+    }
+
+    /// Whether the baseline dump should start now.
+    pub fn baseline_due(&self, now: Instant) -> bool {
+        self.baseline_due.is_some_and(|due| due <= now)
+            && self.in_flight.is_none()
+            && self.is_open(now)
+    }
+
+    /// Starts a capture in the background. The caller checked [`Self::busy`].
+    pub fn start(&mut self, request: Request) {
+        info!(reason = %request.reason, socket = %self.dumper.socket_path().display(), "requesting heap dump");
+        let dumper = self.dumper.clone();
+        let pid = request.target.pid;
+        let task = tokio::spawn(async move { dumper.dump(Some(pid)).await });
+        self.in_flight = Some(InFlight { request, task });
+    }
+
+    /// Resolves when the capture in flight ends; never while there is none.
+    /// Cancel-safe: the capture stays in the slot until it has ended.
+    pub async fn finished(&mut self) -> Finished {
+        let Some(f) = self.in_flight.as_mut() else {
+            return std::future::pending().await;
+        };
+        let result = flatten((&mut f.task).await);
+        match self.in_flight.take() {
+            Some(f) => Finished {
+                request: f.request,
+                result,
+            },
+            None => std::future::pending().await,
+        }
+    }
+
+    /// A baseline dump failed: when it is tried again. None for other reasons.
+    pub fn failed(&mut self, reason: Reason, now: Instant) -> Option<Duration> {
+        if reason != Reason::Baseline {
+            return None;
+        }
+        let retry_in = self.baseline_retry.failed();
+        self.baseline_due = Some(now + retry_in);
+        Some(retry_in)
+    }
+
+    /// The current target's baseline dump was taken.
+    pub fn baseline_taken(&mut self) {
+        self.baseline_due = None;
+    }
+
+    /// Waits (until `deadline`) for the capture in flight, if any. A capture
+    /// still running then is abandoned.
+    pub async fn finish(&mut self, deadline: Instant) -> Option<Finished> {
+        self.in_flight.as_ref()?;
+        match tokio::time::timeout_at(deadline, self.finished()).await {
+            Ok(finished) => Some(finished),
+            Err(_) => {
+                warn!("heap dump still running at shutdown; abandoned");
+                if let Some(f) = self.in_flight.take() {
+                    f.task.abort();
+                }
+                None
+            }
+        }
+    }
+}
+
+/// Joins a capture task's result with the task's own failure (a panic).
+fn flatten(
+    joined: Result<Result<Vec<u8>, CaptureError>, tokio::task::JoinError>,
+) -> Result<Vec<u8>, String> {
+    match joined {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("capture task failed: {e}")),
+    }
+}

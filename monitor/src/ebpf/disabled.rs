@@ -1,0 +1,37 @@
+//! The watcher of builds without the `ebpf` feature: the same API as the real
+//! one, so callers need no `cfg`, and [`EbpfWatcher::load`] always refuses.
+
+use super::types::{EbpfError, EbpfSettings, EbpfStats, WakeEvent};
+
+/// Stand-in for builds without the `ebpf` feature: never loads.
+#[derive(Debug)]
+pub struct EbpfWatcher(());
+
+impl EbpfWatcher {
+    /// Always [`EbpfError::NotBuilt`].
+    pub fn load(_settings: &EbpfSettings) -> Result<Self, EbpfError> {
+        Err(EbpfError::NotBuilt)
+    }
+    /// Unreachable in practice (no watcher can exist).
+    pub fn watch(&mut self, _pid: i32) -> Result<(), EbpfError> {
+        Err(EbpfError::NotBuilt)
+    }
+    /// No-op.
+    pub fn unwatch(&mut self) {}
+    /// Nothing is attached.
+    pub fn attach_points(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Nothing is attached.
+    pub fn unavailable_hooks(&self) -> &[String] {
+        &[]
+    }
+    /// Never yields.
+    pub async fn next_event(&mut self) -> Result<WakeEvent, EbpfError> {
+        std::future::pending().await
+    }
+    /// All zero.
+    pub fn stats(&self) -> Result<EbpfStats, EbpfError> {
+        Ok(EbpfStats::default())
+    }
+}

@@ -1,0 +1,350 @@
+//! Loading the eBPF object and watching one target: the ring buffer the
+//! programs write to, the target filter map, and the page-fault perf events
+//! opened on each of the target's threads.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt as _;
+
+use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
+use aya::programs::PerfEvent;
+use aya::programs::perf_event::{
+    PerfEventConfig, PerfEventLinkId, PerfEventScope, SamplePolicy, SoftwareEvent,
+};
+use aya::{Btf, Ebpf, EbpfLoader};
+use monitor_common::{
+    CONFIG_MAP, Config, EVENTS_MAP, MemEvent, PAGE_FAULTS_PROGRAM, STATS_MAP, TARGET_MAP,
+    TargetFilter, stat,
+};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+use super::attach::attach_syscall_hooks;
+use super::classify::{classify, load_error, os_error, perf_error};
+use super::object::{OBJECT, program_mut, take_map};
+use super::types::{EbpfError, EbpfSettings, EbpfStats, WakeEvent};
+use crate::logging::error_chain;
+use crate::procfs::{ProcError, ProcFs};
+
+/// The target currently watched.
+#[derive(Debug)]
+struct Watched {
+    pid: i32,
+    links: Vec<PerfEventLinkId>,
+}
+
+/// Loaded eBPF programs plus the ring buffer they write to.
+///
+/// Dropping it detaches and unloads everything.
+pub struct EbpfWatcher {
+    // Field order matters for drop only in that the ring buffer and maps
+    // keep their own fds; `ebpf` owns programs and links.
+    ebpf: Ebpf,
+    events: AsyncFd<RingBuf<MapData>>,
+    target: Array<MapData, TargetFilter>,
+    stats: PerCpuArray<MapData, u64>,
+    /// Dev (kernel encoding) and inode of the monitor's PID namespace.
+    pidns: (u64, u64),
+    /// Where the target's threads are listed.
+    procfs: ProcFs,
+    settings: EbpfSettings,
+    syscall_points: Vec<String>,
+    /// Hooks the kernel refused (we fell back or went without), with why.
+    unavailable: Vec<String>,
+    watched: Option<Watched>,
+}
+
+impl std::fmt::Debug for EbpfWatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EbpfWatcher")
+            .field("settings", &self.settings)
+            .field("attach_points", &self.attach_points())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EbpfWatcher {
+    /// Load and verify the programs and attach the syscall hooks; no
+    /// target yet. Needs a tokio runtime (the ring buffer is registered
+    /// with its reactor).
+    pub fn load(settings: &EbpfSettings) -> Result<Self, EbpfError> {
+        if OBJECT.is_empty() {
+            return Err(EbpfError::NotBuilt);
+        }
+        let btf = Btf::from_sys_fs().map_err(|e| EbpfError::NoBtf {
+            detail: error_chain(&e),
+        })?;
+        let mut ebpf = EbpfLoader::new()
+            .btf(Some(&btf))
+            .load(OBJECT)
+            .map_err(|e| classify("loading the eBPF object", &e))?;
+
+        let pidns = own_pid_namespace()?;
+
+        let mut config: Array<MapData, Config> = take_map(&mut ebpf, CONFIG_MAP)?;
+        let min_gap_ns = u64::try_from(settings.min_event_gap.as_nanos()).unwrap_or(u64::MAX);
+        config
+            .set(0, Config { min_gap_ns }, 0)
+            .map_err(|e| classify("writing the CONFIG map", &e))?;
+        let target: Array<MapData, TargetFilter> = take_map(&mut ebpf, TARGET_MAP)?;
+        let stats: PerCpuArray<MapData, u64> = take_map(&mut ebpf, STATS_MAP)?;
+        let ring: RingBuf<MapData> = take_map(&mut ebpf, EVENTS_MAP)?;
+        // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged,
+        // until it is dropped, and the AsyncFd owns the RingBuf.
+        let events =
+            unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }.map_err(|e| {
+                EbpfError::Io {
+                    context: "registering the eBPF ring buffer with tokio".into(),
+                    source: e.into(),
+                }
+            })?;
+
+        // Verify the perf_event program now so a verifier problem shows at
+        // start, not at the first watch().
+        program_mut::<PerfEvent>(&mut ebpf, PAGE_FAULTS_PROGRAM)?
+            .load()
+            .map_err(|e| load_error(PAGE_FAULTS_PROGRAM, &e))?;
+
+        let (syscall_points, unavailable) = if settings.syscall_hooks {
+            attach_syscall_hooks(&mut ebpf, &btf)?
+        } else {
+            (Vec::new(), Vec::new())
+        };
+
+        let mut watcher = Self {
+            ebpf,
+            events,
+            target,
+            stats,
+            pidns,
+            procfs: ProcFs::default(),
+            settings: settings.clone(),
+            syscall_points,
+            unavailable,
+            watched: None,
+        };
+        watcher.set_filter(0)?;
+        // Opening perf events is the step most often refused (CAP_PERFMON,
+        // perf_event_paranoid, no perf support): try it on the monitor
+        // itself now, so auto mode falls back and ebpf mode refuses at
+        // start instead of failing quietly when the target shows up.
+        let me = i32::try_from(std::process::id()).map_err(|_| EbpfError::Attach {
+            what: "the monitor's own pid".into(),
+            detail: "out of range".into(),
+        })?;
+        watcher.watch(me)?;
+        watcher.unwatch();
+        // The probe may have queued wake-ups about the monitor itself.
+        while pop(watcher.events.get_mut())?.is_some() {}
+        Ok(watcher)
+    }
+
+    /// Watch this target (PID as the monitor sees it): set the filter map,
+    /// open the per-thread perf events. Replaces any previous target.
+    pub fn watch(&mut self, pid: i32) -> Result<(), EbpfError> {
+        self.unwatch();
+        let tgid = u32::try_from(pid).map_err(|_| EbpfError::Attach {
+            what: format!("pid {pid}"),
+            detail: "not a valid pid".into(),
+        })?;
+        self.set_filter(tgid)?;
+        let mut watched = Watched {
+            pid,
+            links: Vec::new(),
+        };
+        let result = self.attach_threads(pid, &mut watched);
+        // Keep what attached even on error so unwatch() detaches it.
+        self.watched = Some(watched);
+        if result.is_err() {
+            self.unwatch();
+        }
+        result
+    }
+
+    /// Stop watching (target gone). Detaches the perf events and clears
+    /// the syscall filter; never fails (a vanished target is normal).
+    pub fn unwatch(&mut self) {
+        if let Some(watched) = self.watched.take()
+            && let Ok(program) = program_mut::<PerfEvent>(&mut self.ebpf, PAGE_FAULTS_PROGRAM)
+        {
+            for link in watched.links {
+                // Fails only if already detached; nothing to do then.
+                let _detached = program.detach(link);
+            }
+        }
+        if let Err(e) = self.set_filter(0) {
+            tracing::warn!(error = %e, "could not clear the eBPF target filter");
+        }
+    }
+
+    /// Human-readable list of attach points in use.
+    pub fn attach_points(&self) -> Vec<String> {
+        let mut points = Vec::new();
+        match &self.watched {
+            Some(w) => points.push(format!(
+                "perf_event:page-faults/{} (pid {}, {} threads)",
+                self.settings.fault_sample_period,
+                w.pid,
+                w.links.len()
+            )),
+            None => points.push(format!(
+                "perf_event:page-faults/{} (no target)",
+                self.settings.fault_sample_period
+            )),
+        }
+        points.extend(self.syscall_points.iter().cloned());
+        points
+    }
+
+    /// Hooks that could not be attached on this kernel, with the reason
+    /// (e.g. fexit refused, so mmap is watched through tp_btf and
+    /// munmap/brk are not watched). Empty when everything attached.
+    pub fn unavailable_hooks(&self) -> &[String] {
+        &self.unavailable
+    }
+
+    /// Next wake-up from the kernel side. Cancel-safe: an event is only
+    /// taken from the ring buffer when it is returned.
+    pub async fn next_event(&mut self) -> Result<WakeEvent, EbpfError> {
+        loop {
+            if let Some(event) = pop(self.events.get_mut())? {
+                return WakeEvent::try_from(event);
+            }
+            let mut guard = self
+                .events
+                .readable_mut()
+                .await
+                .map_err(|source| EbpfError::Io {
+                    context: "waiting on the eBPF ring buffer".into(),
+                    source,
+                })?;
+            match pop(guard.get_inner_mut())? {
+                Some(event) => return WakeEvent::try_from(event),
+                // Drained: wait for the next epoll notification.
+                None => guard.clear_ready(),
+            }
+        }
+    }
+
+    /// Kernel-side counters summed over CPUs.
+    pub fn stats(&self) -> Result<EbpfStats, EbpfError> {
+        let read = |index: u32| -> Result<u64, EbpfError> {
+            let per_cpu = self
+                .stats
+                .get(&index, 0)
+                .map_err(|e| classify("reading the STATS map", &e))?;
+            Ok(per_cpu.iter().copied().fold(0u64, u64::wrapping_add))
+        };
+        Ok(EbpfStats {
+            sent: read(stat::SENT)?,
+            dropped_full: read(stat::DROPPED_FULL)?,
+            throttled: read(stat::THROTTLED)?,
+        })
+    }
+
+    fn set_filter(&mut self, tgid: u32) -> Result<(), EbpfError> {
+        let filter = TargetFilter {
+            pidns_dev: self.pidns.0,
+            pidns_ino: self.pidns.1,
+            tgid,
+            _pad: 0,
+        };
+        self.target
+            .set(0, filter, 0)
+            .map_err(|e| classify("writing the TARGET map", &e))
+    }
+
+    /// Opens the page-fault counter on every thread of `pid`. Threads
+    /// created later inherit it from the thread that creates them; the
+    /// loop catches threads born between listing and attaching.
+    fn attach_threads(&mut self, pid: i32, watched: &mut Watched) -> Result<(), EbpfError> {
+        let period = self.settings.fault_sample_period.max(1);
+        let program = program_mut::<PerfEvent>(&mut self.ebpf, PAGE_FAULTS_PROGRAM)?;
+        let mut done = std::collections::BTreeSet::new();
+        for _pass in 0..4 {
+            let tids = self
+                .procfs
+                .threads(pid)
+                .map_err(|e| threads_error(pid, e))?;
+            let fresh: Vec<u32> = tids
+                .into_iter()
+                .filter_map(|t| u32::try_from(t).ok())
+                .filter(|t| !done.contains(t))
+                .collect();
+            if fresh.is_empty() {
+                break;
+            }
+            for tid in fresh {
+                match program.attach(
+                    PerfEventConfig::Software(SoftwareEvent::PageFaults),
+                    PerfEventScope::OneProcess {
+                        pid: tid,
+                        cpu: None,
+                    },
+                    SamplePolicy::Period(period),
+                    true,
+                ) {
+                    Ok(link) => watched.links.push(link),
+                    // The thread exited between listing and attaching.
+                    Err(e) if os_error(&e) == Some(libc::ESRCH) => {}
+                    Err(e) => return Err(perf_error(pid, tid, &e)),
+                }
+                done.insert(tid);
+            }
+        }
+        if watched.links.is_empty() {
+            return Err(EbpfError::Attach {
+                what: format!("perf_event:page-faults (pid {pid})"),
+                detail: "the process has no live threads".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for EbpfWatcher {
+    fn drop(&mut self) {
+        // Detach the perf events explicitly; the rest goes with `ebpf`.
+        self.unwatch();
+    }
+}
+
+/// Takes one record off the ring buffer, if any.
+fn pop(ring: &mut RingBuf<MapData>) -> Result<Option<MemEvent>, EbpfError> {
+    let Some(item) = ring.next() else {
+        return Ok(None);
+    };
+    let bytes: &[u8] = &item;
+    bytemuck::try_pod_read_unaligned::<MemEvent>(bytes)
+        .map(Some)
+        .map_err(|_| EbpfError::Malformed {
+            len: bytes.len(),
+            expected: size_of::<MemEvent>(),
+        })
+}
+
+/// The thread list of `pid` could not be read from /proc.
+fn threads_error(pid: i32, e: ProcError) -> EbpfError {
+    let kind = match &e {
+        ProcError::Gone { .. } => io::ErrorKind::NotFound,
+        ProcError::Read { source, .. } => source.kind(),
+        _ => io::ErrorKind::InvalidData,
+    };
+    EbpfError::Io {
+        context: format!("listing the threads of pid {pid}"),
+        source: io::Error::new(kind, e),
+    }
+}
+
+/// (dev, inode) of /proc/self/ns/pid, dev in the kernel's internal
+/// encoding, which `bpf_get_ns_current_pid_tgid` compares against.
+fn own_pid_namespace() -> Result<(u64, u64), EbpfError> {
+    let path = "/proc/self/ns/pid";
+    let meta = fs::metadata(path).map_err(|source| EbpfError::Io {
+        context: format!("reading the monitor's PID namespace ({path})"),
+        source,
+    })?;
+    let dev = meta.dev();
+    let (major, minor) = (libc::major(dev) as u64, libc::minor(dev) as u64);
+    Ok(((major << 20) | minor, meta.ino()))
+}

@@ -1,0 +1,48 @@
+//! The label values of the series: every one is created at 0 when the
+//! metrics are, so dashboards and `rate()` see each series from the first
+//! scrape. [`FailedStage`] names the stages of `dumps_failed_total`.
+
+use crate::dump::{Reason, Sampling, Trigger};
+
+/// Every reason, so each label exists (at 0) from the first scrape and
+/// `rate()` works before the first dump.
+pub(super) const REASONS: [Reason; 3] = [Reason::Baseline, Reason::Spike, Reason::SlowLeak];
+pub(super) const TRIGGERS: [Trigger; 3] = [Trigger::Tick, Trigger::Event, Trigger::Startup];
+pub(super) const MODES: [Sampling; 2] = [Sampling::Ebpf, Sampling::Procfs];
+pub(super) const KERNEL_OUTCOMES: [&str; 3] = ["sent", "dropped_full", "throttled"];
+
+/// A label set of one pair.
+pub(super) type One = [(&'static str, &'static str); 1];
+/// A label set of two pairs.
+pub(super) type Two = [(&'static str, &'static str); 2];
+
+/// Where a dump failed, for `memory_monitor_dumps_failed_total{stage}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailedStage {
+    /// The heap-dump socket gave no dump (no cooldown starts; baselines retry).
+    Capture,
+    /// The dump could not be written to the spool (uploaded from memory instead).
+    Spool,
+    /// One upload attempt failed (the dump stays spooled and is retried).
+    Upload,
+    /// The dump was gone before it could be uploaded (dropped from a full spool).
+    Lost,
+}
+
+impl FailedStage {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            FailedStage::Capture => "capture",
+            FailedStage::Spool => "spool",
+            FailedStage::Upload => "upload",
+            FailedStage::Lost => "lost",
+        }
+    }
+}
+
+pub(super) const STAGES: [FailedStage; 4] = [
+    FailedStage::Capture,
+    FailedStage::Spool,
+    FailedStage::Upload,
+    FailedStage::Lost,
+];

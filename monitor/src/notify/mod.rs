@@ -1,0 +1,27 @@
+//! Tells Slack about a spike or slow-leak dump with `chat.postMessage`.
+//!
+//! [`render`] turns a dump into the message (pure, so it is unit-tested);
+//! [`SlackNotifier::send`] posts it, retrying what a retry can fix (429, 5xx,
+//! timeouts, connection errors, `ok:false` with `ratelimited`) and giving up at
+//! once on what it cannot (`invalid_auth`, `channel_not_found`, other 4xx).
+//!
+//! No token means no Slack: the caller then holds no notifier at all. The token
+//! is only ever put in the `Authorization` header (marked sensitive); it is kept
+//! out of every error, log line and `Debug` output.
+//!
+//! The parts, each depending only on the ones before it:
+//!
+//! - `settings`: [`SlackSettings`] and the channel routing ([`channel_for`]);
+//! - `message`: [`Alert`], [`Location`] and [`render`], pure text work;
+//! - `client`: [`SlackNotifier`], the HTTP side, and [`NotifyError`].
+
+mod client;
+mod message;
+mod settings;
+
+pub use crate::units::human_bytes;
+pub use client::{NotifyError, SlackNotifier};
+pub use message::{Alert, Location, render};
+pub use settings::{
+    DEFAULT_API_URL, DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT, SlackSettings, channel_for,
+};
