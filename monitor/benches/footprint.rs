@@ -5,14 +5,12 @@
 //! `cargo bench -p monitor --bench footprint` (BENCH_SECONDS, default 120).
 //! Figures only: nothing here asserts on timing.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::demo::{DemoOptions, DemoTarget};
-use support::garage::TestGarage;
-use support::monitor::{Monitor, base_env};
+use testkit::demo::{DemoOptions, DemoTarget};
+use testkit::garage::TestGarage;
+use testkit::logs;
+use testkit::monitor::{Monitor, base_env};
 
 /// utime + stime of `pid` in seconds, and its VmRSS in bytes.
 fn usage(pid: i32) -> (f64, u64) {
@@ -57,7 +55,7 @@ fn run(mode: &str, seconds: u64) {
         env.insert(k.into(), v.into());
     }
     let monitor = Monitor::start(&env);
-    monitor.wait_for(&["dump stored"], 1, Duration::from_secs(60));
+    monitor.wait_for(&[logs::DUMP_STORED], 1, Duration::from_secs(60));
     let started = Instant::now();
     let (cpu0, rss0) = usage(monitor.pid());
     std::thread::sleep(Duration::from_secs(seconds));

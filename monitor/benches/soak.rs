@@ -7,16 +7,14 @@
 //! `cargo bench -p monitor --bench soak` runs 60 s; SOAK_SECONDS=3600 for an
 //! hour outside CI. Figures only: nothing here asserts on timing.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use support::demo::{DemoOptions, DemoTarget};
-use support::garage::TestGarage;
-use support::monitor::{Monitor, base_env};
+use testkit::demo::{DemoOptions, DemoTarget};
+use testkit::garage::TestGarage;
+use testkit::logs;
+use testkit::monitor::{Monitor, base_env};
 
 /// VmRSS in bytes and the number of open fds of `pid`.
 fn footprint(pid: i32) -> (u64, usize) {
@@ -87,13 +85,13 @@ fn main() {
     }
     let monitor = Monitor::start(&env);
     let line = monitor
-        .wait_for(&["metrics server listening"], 1, Duration::from_secs(30))
+        .wait_for(&[logs::METRICS_LISTENING], 1, Duration::from_secs(30))
         .remove(0);
     let addr: SocketAddr = line
         .split_once(" addr=")
         .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
         .unwrap_or_else(|| panic!("no metrics address in {line}"));
-    monitor.wait_for(&["dump stored"], 1, Duration::from_secs(60));
+    monitor.wait_for(&[logs::DUMP_STORED], 1, Duration::from_secs(60));
 
     let pid = monitor.pid();
     let (rss0, fds0) = footprint(pid);

@@ -19,9 +19,10 @@ use tracing::{debug, error, info, warn};
 use crate::capture::{CaptureSlot, Finished, Request};
 use crate::config::Config;
 use crate::detector::{Assessment, Detector};
-use crate::dump::{Reason, Trigger};
+use crate::dump::{MemoryStats, Reason, Trigger};
 use crate::handoff::Handoff;
 use crate::metrics::{FailedStage, Metrics};
+use crate::procfs::ProcessId;
 use crate::sampler::{Sample, Sampler, TargetEvent};
 use crate::units::{human_bytes, human_duration};
 
@@ -29,29 +30,17 @@ mod setup;
 
 /// Builds every stage from the configuration and runs until SIGTERM/SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let parts = setup::Parts::build(config).await?;
-    let shutdown_timeout = parts.shutdown_timeout;
-    let metrics = parts.metrics.clone();
-    let _server = parts._server;
-    let mut monitor = Monitor {
-        binary: parts.binary,
-        check_interval: parts.check_interval,
-        initial_delay: parts.initial_delay,
-        sampler: parts.sampler,
-        detector: parts.detector,
-        slot: parts.slot,
-        handoff: parts.handoff,
-        metrics: parts.metrics,
-    };
-    monitor.run(parts.signal).await;
-    metrics.set_running(false);
+    let (mut monitor, lifecycle) = setup::build(config).await?;
+    let shutdown_timeout = lifecycle.shutdown_timeout;
+    monitor.run(lifecycle.signal).await;
+    monitor.metrics.set_running(false);
 
     info!(bound = %human_duration(shutdown_timeout), "stopping: finishing in-flight work");
     let deadline = Instant::now() + shutdown_timeout;
     if let Some(finished) = monitor.slot.finish(deadline).await {
         monitor.on_capture_done(finished);
     }
-    let _ = parts.stop_uploader.send(true);
+    let _ = lifecycle.stop_uploader.send(true);
     monitor
         .handoff
         .finish(deadline.saturating_duration_since(Instant::now()))
@@ -155,12 +144,13 @@ impl Monitor {
             info!(baseline_p50 = p50, human = %human_bytes(p50), "window full: baseline P50 set");
         }
         for held in &a.held {
-            debug!(
-                reason = %held.reason,
-                limit = held.limit,
-                cooldown_left = %human_duration(Duration::from_secs(held.remaining.as_secs())),
-                "rule matched but is in cooldown"
-            );
+            let left = human_duration(Duration::from_secs(held.remaining.as_secs()));
+            if held.after_failure {
+                self.metrics.held_by_backoff(held.reason);
+                debug!(reason = %held.reason, limit = held.limit, pause_left = %left, "rule matched but its last capture failed; paused");
+            } else {
+                debug!(reason = %held.reason, limit = held.limit, cooldown_left = %left, "rule matched but is in cooldown");
+            }
         }
         let Some(d) = a.detection else { return };
         let rule = self.detector.explain(&d);
@@ -209,8 +199,8 @@ impl Monitor {
         &mut self,
         reason: Reason,
         trigger: Trigger,
-        stats: crate::dump::MemoryStats,
-        target: crate::procfs::ProcessId,
+        stats: MemoryStats,
+        target: ProcessId,
     ) {
         self.slot.start(Request {
             reason,
@@ -230,9 +220,8 @@ impl Monitor {
             Err(e) => {
                 self.metrics.failed(FailedStage::Capture);
                 error!(reason = %request.reason, error = %e, "heap dump failed; no cooldown started");
-                if let Some(retry_in) = self.slot.failed(request.reason, now) {
-                    info!(retry_in = %human_duration(retry_in), "baseline dump will be retried");
-                }
+                let wait = self.slot.failed(request.reason, now);
+                self.detector.pause(request.reason, (now + wait).into_std());
                 return;
             }
         };
@@ -241,9 +230,11 @@ impl Monitor {
             self.detector.record_dump(request.reason, now.into_std());
         }
         self.metrics.captured(request.reason);
-        if request.reason == Reason::Baseline && current_target {
-            self.slot.baseline_taken();
-            self.metrics.baseline_taken();
+        if current_target {
+            self.slot.succeeded(request.reason);
+            if request.reason == Reason::Baseline {
+                self.metrics.baseline_taken();
+            }
         }
         self.handoff.deliver(&request, bytes, current_target);
     }

@@ -87,15 +87,19 @@ pub struct Detection {
     pub limit: u64,
 }
 
-/// A rule that matched but is in cooldown.
+/// A rule that matched but is held back: in cooldown after a dump, or
+/// paused after a failed capture.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Held {
     /// Which rule.
     pub reason: Reason,
     /// The limit that was crossed.
     pub limit: u64,
-    /// Cooldown left.
+    /// Cooldown or pause left.
     pub remaining: Duration,
+    /// True for a pause after a failed capture ([`Detector::pause`]), false
+    /// for a cooldown.
+    pub after_failure: bool,
 }
 
 /// What one sample meant.
@@ -122,6 +126,9 @@ pub struct Detector {
     baseline_p50: Option<u64>,
     spike_cooldown: Cooldown,
     leak_cooldown: Cooldown,
+    /// Failure pauses: no capture for the rule before these instants.
+    spike_paused_until: Option<Instant>,
+    leak_paused_until: Option<Instant>,
 }
 
 impl Detector {
@@ -132,6 +139,8 @@ impl Detector {
             spike_cooldown: Cooldown::new(settings.spike_cooldown),
             leak_cooldown: Cooldown::new(settings.leak_cooldown),
             baseline_p50: None,
+            spike_paused_until: None,
+            leak_paused_until: None,
             settings,
         }
     }
@@ -185,6 +194,19 @@ impl Detector {
         self.baseline_p50 = None;
         self.spike_cooldown.reset();
         self.leak_cooldown.reset();
+        self.spike_paused_until = None;
+        self.leak_paused_until = None;
+    }
+
+    /// A capture for `reason` failed: the rule is held until `until`, like a
+    /// cooldown, so it does not ask the target again at every sample, and a
+    /// rule after it in precedence may fire meanwhile. Baselines are not rules.
+    pub fn pause(&mut self, reason: Reason, until: Instant) {
+        match reason {
+            Reason::Spike => self.spike_paused_until = Some(until),
+            Reason::SlowLeak => self.leak_paused_until = Some(until),
+            Reason::Baseline => {}
+        }
     }
 
     /// A regular tick: checks both rules, then the sample joins the window.
@@ -266,15 +288,24 @@ impl Detector {
         matched: Vec<(Reason, u64)>,
     ) -> Assessment {
         for (reason, limit) in matched {
-            let cooldown = match reason {
-                Reason::Spike => &self.spike_cooldown,
-                _ => &self.leak_cooldown,
+            let (cooldown, paused_until) = match reason {
+                Reason::Spike => (&self.spike_cooldown, self.spike_paused_until),
+                _ => (&self.leak_cooldown, self.leak_paused_until),
             };
-            match cooldown.remaining(now) {
-                Some(remaining) => assessment.held.push(Held {
+            let paused = paused_until
+                .and_then(|until| until.checked_duration_since(now))
+                .filter(|left| !left.is_zero());
+            let held = match (cooldown.remaining(now), paused) {
+                (Some(remaining), _) => Some((remaining, false)),
+                (None, Some(remaining)) => Some((remaining, true)),
+                (None, None) => None,
+            };
+            match held {
+                Some((remaining, after_failure)) => assessment.held.push(Held {
                     reason,
                     limit,
                     remaining,
+                    after_failure,
                 }),
                 None if assessment.detection.is_none() => {
                     assessment.detection = Some(Detection {
@@ -474,6 +505,48 @@ mod tests {
         assert_eq!(a.detection.map(|x| x.reason), Some(Reason::Spike));
         // No record_dump (the capture failed): the next spike still fires.
         let a = d.on_event(at(t0, 6), 300 * MIB);
+        assert_eq!(a.detection.map(|x| x.reason), Some(Reason::Spike));
+    }
+
+    #[test]
+    fn a_paused_rule_is_held_until_its_pause_ends_and_masks_no_other() {
+        let (mut d, t0) = filled(100 * MIB);
+        d.pause(Reason::Spike, at(t0, 8));
+        let a = d.on_event(at(t0, 5), 300 * MIB);
+        assert_eq!(a.detection, None);
+        assert_eq!(a.held.len(), 1);
+        assert!(a.held[0].after_failure && a.held[0].reason == Reason::Spike);
+        assert_eq!(a.held[0].remaining, Duration::from_secs(3));
+        // The pause ends: the spike fires again.
+        let a = d.on_event(at(t0, 8), 300 * MIB);
+        assert_eq!(a.detection.map(|x| x.reason), Some(Reason::Spike));
+
+        // A paused spike does not mask a slow leak matching at the same tick.
+        let (mut d, t0) = filled(100 * MIB);
+        for s in 5..8 {
+            d.on_tick(at(t0, s), 120 * MIB);
+        }
+        d.pause(Reason::Spike, at(t0, 60));
+        let a = d.on_tick(at(t0, 9), 400 * MIB);
+        assert_eq!(
+            a.detection.as_ref().map(|x| x.reason),
+            Some(Reason::SlowLeak),
+            "{a:?}"
+        );
+        assert!(
+            a.held
+                .iter()
+                .any(|h| h.reason == Reason::Spike && h.after_failure)
+        );
+
+        // A new target forgets the pauses.
+        d.pause(Reason::SlowLeak, at(t0, 60));
+        d.reset();
+        let t1 = at(t0, 10);
+        for s in 0..5 {
+            d.on_tick(t1 + Duration::from_secs(s), 100 * MIB);
+        }
+        let a = d.on_event(t1 + Duration::from_secs(6), 300 * MIB);
         assert_eq!(a.detection.map(|x| x.reason), Some(Reason::Spike));
     }
 

@@ -58,8 +58,8 @@ impl Trigger {
 }
 
 /// How the monitor was sampling when a dump was taken. Distinct from
-/// [`crate::config::Mode`], the configured choice: `auto` runs as either, and
-/// an eBPF monitor can fall back to procfs at run time.
+/// MONITOR_MODE, the configured choice: `auto` runs as either, and an eBPF
+/// monitor can fall back to procfs at run time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Sampling {
@@ -148,7 +148,7 @@ impl DumpInfo {
             pid: 4242,
             pod: "validator-0".into(),
             captured_at,
-            key: crate::naming::object_key("heap/", "validator-0", captured_at, reason),
+            key: format!("heap/validator-0-2023-11-14-22-13-20-{reason}.pprof"),
             stats: MemoryStats {
                 current: 1638 * MIB + 400 * 1024,
                 p50: Some(600 * MIB),

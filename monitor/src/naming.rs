@@ -213,6 +213,12 @@ pub fn foreign(key_prefix: &str, id: &str, key: &str) -> Option<String> {
     }
 }
 
+/// Whether `path` names a dump's bytes (as opposed to its record).
+pub fn is_dump_file(path: &std::path::Path) -> bool {
+    path.file_name()
+        .is_some_and(|name| name.to_string_lossy().ends_with(EXTENSION))
+}
+
 /// The spool file holding the bytes of dump `id`.
 pub fn dump_file_name(id: &str) -> String {
     format!("{id}{EXTENSION}")
@@ -336,5 +342,10 @@ mod tests {
         assert_eq!(key, "p/pod-2025-03-07-09-05-01-spike-2.pprof");
         assert!(id.starts_with("20250307T090501.000Z-spike-"), "{id}");
         assert_eq!(foreign(&names.key_prefix(), &id, &key), None);
+        assert!(is_dump_file(std::path::Path::new(&format!(
+            "/s/{}",
+            dump_file_name(&id)
+        ))));
+        assert!(!is_dump_file(std::path::Path::new("/s/x.json")));
     }
 }

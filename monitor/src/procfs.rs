@@ -213,6 +213,15 @@ impl ProcFs {
         self.parse(pid, "status", parse_tgid)
     }
 
+    /// (st_dev, st_ino) of the monitor's own PID namespace (`self/ns/pid`),
+    /// which identifies the namespace the kernel reports PIDs in.
+    pub fn own_pid_namespace(&self) -> Result<(u64, u64), ProcError> {
+        use std::os::unix::fs::MetadataExt;
+        let path = self.root.join("self").join("ns").join("pid");
+        let meta = fs::metadata(&path).map_err(|source| ProcError::Read { path, source })?;
+        Ok((meta.dev(), meta.ino()))
+    }
+
     /// PIDs of all threads of process `pid` (its /proc/<pid>/task entries).
     pub fn threads(&self, pid: i32) -> Result<Vec<i32>, ProcError> {
         let path = self.path(pid, "task");

@@ -16,7 +16,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use crate::config::Mode;
 use crate::dump::{Sampling, Trigger};
 use crate::ebpf::{EbpfWatcher, WakeEvent};
 use crate::metrics::Metrics;
@@ -30,6 +29,17 @@ const MIN_EVENT_RESAMPLE: Duration = Duration::from_millis(50);
 const KERNEL_STATS_EVERY: Duration = Duration::from_secs(1);
 /// How often to repeat "still waiting for the target".
 const WAITING_REMINDER: Duration = Duration::from_secs(60);
+
+/// How the monitor notices memory changes (MONITOR_MODE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Try eBPF, fall back to procfs with one log line saying why.
+    Auto,
+    /// eBPF or refuse to start.
+    Ebpf,
+    /// Polling only.
+    Procfs,
+}
 
 /// Which process to watch, how often, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]

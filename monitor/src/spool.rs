@@ -229,10 +229,7 @@ impl Spool {
             let path = entry.path();
             let hidden = entry.file_name().to_string_lossy().starts_with('.');
             let is_record = path.extension().is_some_and(|e| e == "json") && !hidden;
-            if !hidden
-                && path.extension().is_some_and(|e| e == "pprof")
-                && !path.with_extension("json").exists()
-            {
+            if !hidden && naming::is_dump_file(&path) && !path.with_extension("json").exists() {
                 // put() writes the dump, then its record: a stop in between
                 // leaves bytes without metadata. Say so rather than ignore it.
                 bad.push(SpoolError::BadRecord {

@@ -59,7 +59,7 @@ pub fn run_demo(args: &DemoArgs, ebpf: bool) -> Result<()> {
         .with_context(|| format!("creating {}", dir.display()))?;
 
     eprintln!("==> starting Garage (S3-compatible store) on loopback");
-    let garage = xtask::garage::Garage::start(&dir.join("garage"))?;
+    let garage = testkit::garage::Garage::start(&dir.join("garage"))?;
     garage.create_bucket(BUCKET)?;
     eprintln!("    endpoint {} bucket {BUCKET}", garage.endpoint());
 
@@ -162,7 +162,7 @@ fn command(socket: &Path, line: &str) -> Result<String> {
 }
 
 /// Keys and sizes in the demo bucket.
-fn list(garage: &xtask::garage::Garage) -> Result<Vec<(String, i64)>> {
+fn list(garage: &testkit::garage::Garage) -> Result<Vec<(String, i64)>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

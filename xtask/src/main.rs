@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod demo;
+mod ebpf_toolchain;
 
 #[derive(Parser)]
 #[command(name = "xtask", about = "memory-monitor chores")]
@@ -40,17 +41,13 @@ fn main() -> Result<()> {
     }
 }
 
-/// True under CI, where a missing eBPF toolchain must fail the run.
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
 /// Installs what the project needs. Returns whether the eBPF toolchain is usable.
 fn setup() -> Result<bool> {
-    xtask::garage::ensure_installed().context("installing Garage (the local S3 store)")?;
-    match xtask::ebpf_toolchain::ensure() {
+    testkit::garage::ensure_installed().context("installing Garage (the local S3 store)")?;
+    match ebpf_toolchain::ensure() {
         Ok(()) => Ok(true),
-        Err(e) if !in_ci() => {
+        // Under CI a missing eBPF toolchain must fail the run.
+        Err(e) if !testkit::guard::in_ci() => {
             eprintln!("\n################################################################");
             eprintln!("WARNING: the eBPF toolchain is not available: {e:#}");
             eprintln!("The monitor will be built procfs-only (no eBPF mode).");

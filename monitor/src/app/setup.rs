@@ -12,96 +12,96 @@ use anyhow::Context;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use super::Monitor;
 use crate::capture::{CaptureSlot, SocketDumper};
-use crate::config::{Config, Mode};
+use crate::config::Config;
 use crate::detector::Detector;
 use crate::ebpf::{EbpfSettings, EbpfWatcher};
 use crate::handoff::Handoff;
 use crate::metrics::{Metrics, MetricsServer};
 use crate::naming::DumpNames;
 use crate::notify::SlackNotifier;
-use crate::sampler::Sampler;
+use crate::sampler::{Mode, Sampler};
 use crate::spool::Spool;
 use crate::store::S3Store;
 use crate::uploader::Uploader;
 
-/// Every stage, built and connected, ready for the loop.
-pub(super) struct Parts {
+/// What surrounds the loop: how it is told to stop, and how it winds down.
+pub(super) struct Lifecycle {
+    /// Resolves on SIGTERM or SIGINT.
     pub signal: Pin<Box<dyn Future<Output = ()> + Send>>,
-    pub metrics: Arc<Metrics>,
     /// Kept alive for as long as the monitor runs.
     pub _server: Option<MetricsServer>,
-    pub sampler: Sampler,
-    pub detector: Detector,
-    pub slot: CaptureSlot,
-    pub handoff: Handoff,
     /// Tells the uploader to stop retrying and wind down.
     pub stop_uploader: watch::Sender<bool>,
-    pub binary: String,
-    pub check_interval: Duration,
-    pub initial_delay: Duration,
+    /// SHUTDOWN_TIMEOUT.
     pub shutdown_timeout: Duration,
 }
 
-impl Parts {
-    pub async fn build(config: Config) -> anyhow::Result<Parts> {
-        // Listen first: a SIGTERM while the rest starts up (S3 credentials, eBPF
-        // load) is then a clean stop once the loop begins, not a kill by signal.
-        let signal = shutdown_signal().await?;
-        for (var, value) in config.summary() {
-            info!(target: "memory_monitor::config", "{var} = {value}");
-        }
-        let metrics = Arc::new(Metrics::new(config.sampler.check_interval));
-        let server = match config.metrics_addr {
-            Some(addr) => {
-                let server = crate::metrics::serve(addr, metrics.clone()).await?;
-                info!(addr = %server.local_addr(), "metrics server listening (/metrics, /healthz, /readyz)");
-                Some(server)
-            }
-            None => {
-                info!("metrics server off (METRICS_ADDR=off)");
-                None
-            }
-        };
-        let watcher = start_ebpf(config.sampler.mode, &config.ebpf)?;
-        let store = S3Store::connect(config.store.clone())
-            .await
-            .context("cannot set up the S3 client")?;
-        let notifier = match config.slack {
-            Some(settings) => {
-                Some(SlackNotifier::new(settings).context("cannot set up the Slack client")?)
-            }
-            None => None,
-        };
-        let names = DumpNames::from_settings(&config.naming);
-        let spool = Spool::open(&config.spool.dir, config.spool.limits)
-            .context("cannot open the spool")?
-            .with_key_prefix(names.key_prefix());
-        let (stop_uploader, stopping) = watch::channel(false);
-        let uploader = Uploader::spawn(
-            store,
-            notifier,
-            spool.clone(),
-            config.uploader.clone(),
-            metrics.clone(),
-            stopping,
-        );
-        let binary = config.sampler.binary_name.clone();
-        Ok(Parts {
-            signal,
-            _server: server,
-            detector: Detector::new(config.detector.clone()),
-            slot: CaptureSlot::new(SocketDumper::new(&binary, config.capture.clone())),
-            handoff: Handoff::new(names, &binary, spool, uploader, metrics.clone()),
-            check_interval: config.sampler.check_interval,
-            initial_delay: config.sampler.initial_delay,
-            sampler: Sampler::new(config.sampler, watcher, metrics.clone()),
-            metrics,
-            stop_uploader,
-            binary,
-            shutdown_timeout: config.shutdown_timeout,
-        })
+/// Every stage, built and connected, ready for the loop.
+pub(super) async fn build(config: Config) -> anyhow::Result<(Monitor, Lifecycle)> {
+    // Listen first: a SIGTERM while the rest starts up (S3 credentials, eBPF
+    // load) is then a clean stop once the loop begins, not a kill by signal.
+    let signal = shutdown_signal().await?;
+    for (var, value) in config.summary() {
+        info!(target: "memory_monitor::config", "{var} = {value}");
     }
+    let metrics = Arc::new(Metrics::new(config.sampler.check_interval));
+    let server = match config.metrics_addr {
+        Some(addr) => {
+            let server = crate::metrics::serve(addr, metrics.clone()).await?;
+            info!(addr = %server.local_addr(), "metrics server listening (/metrics, /healthz, /readyz)");
+            Some(server)
+        }
+        None => {
+            info!("metrics server off (METRICS_ADDR=off)");
+            None
+        }
+    };
+    let watcher = start_ebpf(config.sampler.mode, &config.ebpf)?;
+    let store = S3Store::connect(config.store.clone())
+        .await
+        .context("cannot set up the S3 client")?;
+    let notifier = match config.slack {
+        Some(settings) => {
+            Some(SlackNotifier::new(settings).context("cannot set up the Slack client")?)
+        }
+        None => None,
+    };
+    let names = DumpNames::from_settings(&config.naming);
+    let spool = Spool::open(&config.spool.dir, config.spool.limits)
+        .context("cannot open the spool")?
+        .with_key_prefix(names.key_prefix());
+    let (stop_uploader, stopping) = watch::channel(false);
+    let uploader = Uploader::spawn(
+        store,
+        notifier,
+        spool.clone(),
+        config.uploader.clone(),
+        metrics.clone(),
+        stopping,
+    );
+    let binary = config.sampler.binary_name.clone();
+    let monitor = Monitor {
+        check_interval: config.sampler.check_interval,
+        initial_delay: config.sampler.initial_delay,
+        detector: Detector::new(config.detector.clone()),
+        slot: CaptureSlot::new(
+            SocketDumper::new(&binary, config.capture.clone()),
+            metrics.clone(),
+        ),
+        handoff: Handoff::new(names, &binary, spool, uploader, metrics.clone()),
+        sampler: Sampler::new(config.sampler, watcher, metrics.clone()),
+        metrics,
+        binary,
+    };
+    let lifecycle = Lifecycle {
+        signal,
+        _server: server,
+        stop_uploader,
+        shutdown_timeout: config.shutdown_timeout,
+    };
+    Ok((monitor, lifecycle))
 }
 
 /// Loads the eBPF programs as MONITOR_MODE asks. `auto` falls back to procfs

@@ -6,29 +6,26 @@
 //! that is not the target, a target that hangs or floods us, a reply that is
 //! not a profile) is a distinct [`CaptureError`] naming the socket path.
 
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tokio::time::Instant;
 
 use crate::procfs::ProcFs;
 
+mod reply;
 mod slot;
+
+use reply::{check_gzip, read_capped};
 
 pub use slot::{CaptureSlot, Finished, Request};
 
 /// The request line of the protocol.
 const REQUEST: &[u8] = b"dump\n";
-/// How many leading bytes a [`CaptureError::NotGzip`] shows.
-const SHOWN_BYTES: usize = 16;
-/// How much of a non-gzip reply is shown as text when it reads as text.
-const SHOWN_TEXT: usize = 160;
-/// Read granularity; also the most we read past nothing when the cap is near.
-const CHUNK: usize = 64 * 1024;
 
 /// The socket a target named `binary` serves in `dir`: `<dir>/heap_dump_<binary>.sock`.
 pub fn socket_path(dir: &Path, binary: &str) -> PathBuf {
@@ -308,120 +305,9 @@ fn check_peer(
     }
 }
 
-/// Reads to EOF before `deadline`, failing as soon as more than `cap` bytes arrived.
-async fn read_capped(
-    stream: &mut UnixStream,
-    path: &Path,
-    deadline: Instant,
-    after: Duration,
-    cap: u64,
-) -> Result<Vec<u8>, CaptureError> {
-    let mut reply = Vec::new();
-    let mut chunk = vec![0u8; CHUNK];
-    loop {
-        // Ask for at most one byte past the cap: enough to know it was passed.
-        let room = cap.saturating_sub(reply.len() as u64).saturating_add(1);
-        let want = usize::try_from(room).unwrap_or(usize::MAX).min(CHUNK);
-        let read = tokio::time::timeout_at(deadline, stream.read(&mut chunk[..want])).await;
-        let n = match read {
-            Ok(Ok(n)) => n,
-            Ok(Err(source)) => {
-                return Err(CaptureError::Io {
-                    path: path.to_path_buf(),
-                    op: "reading from",
-                    source,
-                });
-            }
-            Err(_) => {
-                return Err(CaptureError::ReadTimeout {
-                    path: path.to_path_buf(),
-                    after,
-                    bytes_so_far: reply.len() as u64,
-                });
-            }
-        };
-        if n == 0 {
-            break;
-        }
-        reply.extend_from_slice(&chunk[..n]);
-        if reply.len() as u64 > cap {
-            return Err(CaptureError::TooLarge {
-                path: path.to_path_buf(),
-                cap,
-            });
-        }
-    }
-    if reply.is_empty() {
-        return Err(CaptureError::Empty {
-            path: path.to_path_buf(),
-        });
-    }
-    Ok(reply)
-}
-
-/// Accepts only a reply that starts with the gzip magic and whose gzip header
-/// flate2 can parse; the compressed body itself is left to the consumer.
-fn check_gzip(path: &Path, reply: &[u8]) -> Result<(), CaptureError> {
-    let not_gzip = |detail: String| CaptureError::NotGzip {
-        path: path.to_path_buf(),
-        first_bytes: hex_prefix(reply, SHOWN_BYTES),
-        as_text: text_prefix(reply, SHOWN_TEXT)
-            .map(|t| format!("; as text: {t:?}"))
-            .unwrap_or_default(),
-        detail,
-    };
-    if reply.len() < 2 || reply[..2] != [0x1f, 0x8b] {
-        return Err(not_gzip("missing the gzip magic 1f 8b".to_string()));
-    }
-    let mut decoder = flate2::read::GzDecoder::new(reply);
-    // Inflating one byte makes flate2 parse the whole header and start the stream.
-    io::copy(&mut (&mut decoder).take(1), &mut io::sink())
-        .map_err(|e| not_gzip(format!("gzip header or stream rejected: {e}")))?;
-    if decoder.header().is_none() {
-        return Err(not_gzip("incomplete gzip header".to_string()));
-    }
-    Ok(())
-}
-
-/// The first `max` bytes as space-separated lower-case hex.
-/// The reply's first line when it reads as text (at most `max` bytes of it):
-/// a service that cannot dump usually answers with an error message, and the
-/// operator should see it rather than its hex.
-fn text_prefix(bytes: &[u8], max: usize) -> Option<String> {
-    let head = &bytes[..bytes.len().min(max)];
-    let text = match std::str::from_utf8(head) {
-        Ok(t) => t,
-        // Cut inside a multi-byte character (or binary): keep the valid part.
-        Err(e) => std::str::from_utf8(&head[..e.valid_up_to()]).ok()?,
-    };
-    let line = text.lines().next()?.trim();
-    if line.is_empty() || line.chars().any(|c| c.is_control()) {
-        None
-    } else {
-        Some(line.to_string())
-    }
-}
-
-fn hex_prefix(bytes: &[u8], max: usize) -> String {
-    let shown: Vec<String> = bytes.iter().take(max).map(|b| format!("{b:02x}")).collect();
-    let mut out = shown.join(" ");
-    if bytes.len() > max {
-        out.push_str(" ...");
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-
     use super::*;
-
-    fn gzip(data: &[u8]) -> Vec<u8> {
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        enc.write_all(data).unwrap();
-        enc.finish().unwrap()
-    }
 
     #[test]
     fn socket_path_follows_the_protocol_name() {
@@ -439,46 +325,6 @@ mod tests {
             },
         );
         assert_eq!(dumper.socket_path(), Path::new("/run/x/heap_dump_svc.sock"));
-    }
-
-    #[test]
-    fn hex_prefix_shows_leading_bytes() {
-        assert_eq!(hex_prefix(b"", 4), "");
-        assert_eq!(hex_prefix(&[0x1f, 0x8b, 0x00], 4), "1f 8b 00");
-        assert_eq!(hex_prefix(b"hello", 2), "68 65 ...");
-    }
-
-    #[test]
-    fn gzip_check_accepts_gzip_and_names_what_is_wrong_otherwise() {
-        let p = Path::new("/s.sock");
-        assert!(check_gzip(p, &gzip(b"profile")).is_ok());
-        assert!(check_gzip(p, &gzip(b"")).is_ok());
-
-        let err = check_gzip(p, b"error: profiling is off\n").unwrap_err();
-        let msg = err.to_string();
-        assert!(matches!(err, CaptureError::NotGzip { .. }), "{msg}");
-        assert!(
-            msg.contains("/s.sock") && msg.contains("65 72 72 6f") && msg.contains("magic"),
-            "{msg}"
-        );
-        // A text reply is shown as text too: it is usually the service's error.
-        assert!(
-            msg.contains(r#"as text: "error: profiling is off""#),
-            "{msg}"
-        );
-        // Binary garbage is not.
-        let msg = check_gzip(p, &[0x00, 0x01, 0xff, 0x7f])
-            .unwrap_err()
-            .to_string();
-        assert!(!msg.contains("as text"), "{msg}");
-
-        // Right magic, wrong compression method (must be 8, deflate).
-        let err = check_gzip(p, &[0x1f, 0x8b, 0x07, 0, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap_err();
-        assert!(matches!(err, CaptureError::NotGzip { .. }), "{err}");
-
-        // Magic only: header cut short.
-        let err = check_gzip(p, &[0x1f, 0x8b]).unwrap_err();
-        assert!(matches!(err, CaptureError::NotGzip { .. }), "{err}");
     }
 
     #[test]

@@ -2,12 +2,20 @@
 //!
 //! [`CaptureSlot`] holds the capture in flight (ticks keep sampling while it
 //! runs; detections meanwhile are logged, not queued), the baseline schedule
-//! of the current target with its retry backoff, and the start-second gate:
+//! of the current target, the failure backoff of every reason, and the
+//! start-second gate:
 //! no capture begins in the UTC second the monitor started in, because keys
 //! carry whole seconds and a run restarted within its predecessor's last
 //! dump second could otherwise reuse that dump's key
 //! ([`crate::naming::rest_of_second`]).
+//!
+//! A failed capture starts no cooldown (no dump explains the memory yet), so
+//! without a backoff a rule that keeps matching would ask the target again at
+//! every sample, while it is under memory pressure. After a failure, captures
+//! for that reason pause for 1 s, then 2 s, 4 s, … up to a minute; a success
+//! or a new target ends the pause.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,12 +27,14 @@ use tracing::{info, warn};
 use super::{CaptureError, SocketDumper};
 use crate::backoff::Backoff;
 use crate::dump::{MemoryStats, Reason, Sampling, Trigger};
+use crate::metrics::Metrics;
 use crate::naming::rest_of_second;
 use crate::procfs::ProcessId;
+use crate::units::human_duration;
 
-/// Retry bounds for a failed baseline dump.
-const BASELINE_RETRY_MIN: Duration = Duration::from_secs(1);
-const BASELINE_RETRY_MAX: Duration = Duration::from_secs(60);
+/// Backoff bounds after a failed capture, for every reason.
+const RETRY_MIN: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// What a capture is for: everything recorded with the dump but its bytes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -60,7 +70,9 @@ pub struct CaptureSlot {
     dumper: Arc<SocketDumper>,
     in_flight: Option<InFlight>,
     baseline_due: Option<Instant>,
-    baseline_retry: Backoff,
+    /// Reasons whose last capture failed, and their backoff.
+    failing: HashMap<Reason, Backoff>,
+    metrics: Arc<Metrics>,
     /// No capture starts before this: the end of the monitor's start second.
     opens_at: Instant,
 }
@@ -68,12 +80,13 @@ pub struct CaptureSlot {
 impl CaptureSlot {
     /// An idle slot capturing through `dumper`, closed until the current UTC
     /// second ends.
-    pub fn new(dumper: SocketDumper) -> Self {
+    pub fn new(dumper: SocketDumper, metrics: Arc<Metrics>) -> Self {
         CaptureSlot {
             dumper: Arc::new(dumper),
             in_flight: None,
             baseline_due: None,
-            baseline_retry: Backoff::new(BASELINE_RETRY_MIN, BASELINE_RETRY_MAX),
+            failing: HashMap::new(),
+            metrics,
             // A millisecond of slack: the two clocks are read one after the other.
             opens_at: Instant::now() + rest_of_second(Utc::now()) + Duration::from_millis(1),
         }
@@ -94,15 +107,17 @@ impl CaptureSlot {
         now >= self.opens_at
     }
 
-    /// A new target: its baseline dump is due at `at`, retried from the first step.
+    /// A new target: its baseline dump is due at `at`, and no reason is
+    /// backing off (failures of the old process say nothing of the new one).
     pub fn schedule_baseline(&mut self, at: Instant) {
         self.baseline_due = Some(at);
-        self.baseline_retry.reset();
+        self.clear_backoffs();
     }
 
-    /// The target is gone: no baseline is due.
+    /// The target is gone: no baseline is due, no backoff holds.
     pub fn cancel_baseline(&mut self) {
         self.baseline_due = None;
+        self.clear_backoffs();
     }
 
     /// Whether the baseline dump should start now.
@@ -137,19 +152,44 @@ impl CaptureSlot {
         }
     }
 
-    /// A baseline dump failed: when it is tried again. None for other reasons.
-    pub fn failed(&mut self, reason: Reason, now: Instant) -> Option<Duration> {
-        if reason != Reason::Baseline {
-            return None;
+    /// A capture for `reason` failed: returns how long that reason now backs
+    /// off. A baseline is tried again then; the caller holds a rule until
+    /// then ([`crate::detector::Detector::pause`]).
+    pub fn failed(&mut self, reason: Reason, now: Instant) -> Duration {
+        let wait = self
+            .failing
+            .entry(reason)
+            .or_insert_with(|| Backoff::new(RETRY_MIN, RETRY_MAX))
+            .failed();
+        if reason == Reason::Baseline {
+            self.baseline_due = Some(now + wait);
+            info!(retry_in = %human_duration(wait), "baseline dump will be retried");
+        } else {
+            warn!(
+                reason = %reason,
+                paused_for = %human_duration(wait),
+                "{reason} captures paused after the failure; the target is asked again when the pause ends"
+            );
         }
-        let retry_in = self.baseline_retry.failed();
-        self.baseline_due = Some(now + retry_in);
-        Some(retry_in)
+        self.metrics.capture_backoff(reason, wait);
+        wait
     }
 
-    /// The current target's baseline dump was taken.
-    pub fn baseline_taken(&mut self) {
-        self.baseline_due = None;
+    /// A capture for `reason` succeeded: its backoff ends; a baseline is no
+    /// longer due.
+    pub fn succeeded(&mut self, reason: Reason) {
+        if reason == Reason::Baseline {
+            self.baseline_due = None;
+        }
+        if self.failing.remove(&reason).is_some() {
+            self.metrics.capture_backoff(reason, Duration::ZERO);
+        }
+    }
+
+    fn clear_backoffs(&mut self) {
+        for (reason, _) in self.failing.drain() {
+            self.metrics.capture_backoff(reason, Duration::ZERO);
+        }
     }
 
     /// Waits (until `deadline`) for the capture in flight, if any. A capture

@@ -16,6 +16,7 @@ use crate::ebpf::EbpfSettings;
 use crate::logging::LogFormat;
 use crate::naming::NamingSettings;
 use crate::notify::{DEFAULT_MAX_ATTEMPTS, SlackSettings};
+pub use crate::sampler::Mode;
 use crate::sampler::SamplerSettings;
 use crate::spool::{Limits, SpoolSettings};
 use crate::store::S3Settings;
@@ -34,17 +35,6 @@ use checks::{
 /// The first upload retry waits this long; later ones double up to
 /// UPLOAD_RETRY_MAX_DELAY.
 const UPLOAD_RETRY_MIN: Duration = Duration::from_secs(1);
-
-/// How the monitor notices memory changes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Try eBPF, fall back to procfs with one log line saying why.
-    Auto,
-    /// eBPF or refuse to start.
-    Ebpf,
-    /// Polling only.
-    Procfs,
-}
 
 /// The validated configuration: each stage's settings, handed to it as they are.
 #[derive(Debug, Clone, PartialEq)]

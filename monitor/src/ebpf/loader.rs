@@ -2,9 +2,7 @@
 //! programs write to, the target filter map, and the page-fault perf events
 //! opened on each of the target's threads.
 
-use std::fs;
 use std::io;
-use std::os::unix::fs::MetadataExt as _;
 
 use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 use aya::programs::PerfEvent;
@@ -339,12 +337,12 @@ fn threads_error(pid: i32, e: ProcError) -> EbpfError {
 /// (dev, inode) of /proc/self/ns/pid, dev in the kernel's internal
 /// encoding, which `bpf_get_ns_current_pid_tgid` compares against.
 fn own_pid_namespace() -> Result<(u64, u64), EbpfError> {
-    let path = "/proc/self/ns/pid";
-    let meta = fs::metadata(path).map_err(|source| EbpfError::Io {
-        context: format!("reading the monitor's PID namespace ({path})"),
-        source,
-    })?;
-    let dev = meta.dev();
+    let (dev, ino) = ProcFs::default()
+        .own_pid_namespace()
+        .map_err(|e| EbpfError::Io {
+            context: "reading the monitor's PID namespace".into(),
+            source: io::Error::other(e.to_string()),
+        })?;
     let (major, minor) = (libc::major(dev) as u64, libc::minor(dev) as u64);
-    Ok(((major << 20) | minor, meta.ino()))
+    Ok(((major << 20) | minor, ino))
 }

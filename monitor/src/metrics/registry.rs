@@ -32,6 +32,8 @@ pub struct Metrics {
     samples: Counter,
     detections: Family<Two, Counter>,
     captured: Family<One, Counter>,
+    capture_backoff: Family<One, Gauge>,
+    held_by_backoff: Family<One, Counter>,
     uploaded: Family<One, Counter>,
     failed: Family<One, Counter>,
     spooled: Counter,
@@ -65,6 +67,8 @@ impl Metrics {
             samples: Counter::default(),
             detections: Family::default(),
             captured: Family::default(),
+            capture_backoff: Family::default(),
+            held_by_backoff: Family::default(),
             uploaded: Family::default(),
             failed: Family::default(),
             spooled: Counter::default(),
@@ -185,6 +189,17 @@ impl Metrics {
             "1 while a target process is watched",
             m.target_found.clone(),
         );
+        registry.register_with_unit(
+            "capture_backoff",
+            "How long captures of this reason are paused after failed captures (0: not paused)",
+            Unit::Seconds,
+            m.capture_backoff.clone(),
+        );
+        registry.register(
+            "detections_held_by_backoff",
+            "Detections not captured because the rule's last capture failed and its backoff had not ended",
+            m.held_by_backoff.clone(),
+        );
         registry.register(
             "baseline_taken",
             "1 once the current target's baseline dump is captured",
@@ -196,6 +211,8 @@ impl Metrics {
             let _ = m.captured.get_or_create(&r);
             let _ = m.uploaded.get_or_create(&r);
             let _ = m.dropped.get_or_create(&r);
+            let _ = m.capture_backoff.get_or_create(&r);
+            let _ = m.held_by_backoff.get_or_create(&r);
             for trigger in TRIGGERS {
                 if reason != Reason::Baseline && trigger != Trigger::Startup {
                     let _ = m.detections.get_or_create(&[
@@ -243,6 +260,20 @@ impl Metrics {
     pub fn detection(&self, reason: Reason, trigger: Trigger) {
         self.detections
             .get_or_create(&[("reason", reason.as_str()), ("trigger", trigger.as_str())])
+            .inc();
+    }
+
+    /// Captures of `reason` are paused for `pause` after a failure (zero: resumed).
+    pub fn capture_backoff(&self, reason: Reason, pause: Duration) {
+        self.capture_backoff
+            .get_or_create(&[("reason", reason.as_str())])
+            .set(pause.as_secs().try_into().unwrap_or(i64::MAX));
+    }
+
+    /// A detection was not captured: its rule is backing off after a failure.
+    pub fn held_by_backoff(&self, reason: Reason) {
+        self.held_by_backoff
+            .get_or_create(&[("reason", reason.as_str())])
             .inc();
     }
 

@@ -3,18 +3,20 @@
 //!
 //! Needs root (CAP_BPF + CAP_PERFMON) and an object built with the eBPF
 //! toolchain. Under `CI=true` a missing object or missing privileges fail the
-//! tests; elsewhere the tests say loudly that they did not run.
+//! tests; elsewhere the tests say loudly that they did not run
+//! ([`crate::ebpf_can_run`]).
 //!
 //! The faulting processes are this test binary re-executed as a child (see
 //! [`child_process`]): it waits for commands on stdin, so the test can attach
 //! before the child touches memory.
-#![cfg(feature = "ebpf")]
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use monitor::ebpf::{self, EbpfSettings, EbpfWatcher, WakeEvent, WakeKind};
+use monitor::ebpf::{EbpfSettings, EbpfWatcher, WakeEvent, WakeKind};
+
+use crate::ebpf_can_run;
 
 /// Env var that turns this binary into the faulting child.
 const CHILD_ENV: &str = "MONITOR_EBPF_TEST_CHILD";
@@ -22,27 +24,10 @@ const CHILD_ENV: &str = "MONITOR_EBPF_TEST_CHILD";
 const TRACEFS_ENV: &str = "MONITOR_EBPF_TEST_TRACEFS";
 /// Env var that turns this binary into the namespace-side checker.
 const NS_ENV: &str = "MONITOR_EBPF_TEST_IN_NS";
-
-/// Whether the tests can run here; panics under CI when they cannot.
-fn can_run() -> bool {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    let why = if !ebpf::object_built() {
-        Some("the eBPF object was not built (run `cargo xtask setup`)")
-    } else if unsafe { libc::geteuid() } != 0 {
-        Some("not root")
-    } else {
-        None
-    };
-    match why {
-        None => true,
-        Some(why) if ci => panic!("CI=true but eBPF tests cannot run: {why}"),
-        Some(why) => {
-            // Straight to fd 2: libtest captures eprintln!, and a skip must be seen.
-            let _ = writeln!(std::io::stderr(), "\n!!! eBPF TEST NOT RUN: {why}");
-            false
-        }
-    }
-}
+/// Full names, in this binary, of the tests re-executed as children.
+const CHILD_TEST: &str = "ebpf::child_process";
+const TRACEFS_TEST: &str = "ebpf::tracefs_checker";
+const NS_TEST: &str = "ebpf::in_pid_namespace_checker";
 
 /// Settings for the tests: no throttle, so counts reflect the kernel side.
 fn settings(period: u64) -> EbpfSettings {
@@ -67,15 +52,10 @@ impl Faulter {
 
     /// `cmd` runs this test binary (possibly behind a wrapper).
     fn spawn_with(mut cmd: Command) -> Self {
-        cmd.args([
-            "--exact",
-            "child_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
+        cmd.args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn the faulting child");
         let stdin = child.stdin.take().unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap());
@@ -189,7 +169,7 @@ fn count(events: &[WakeEvent], pid: i32, kind: WakeKind) -> usize {
 
 #[tokio::test]
 async fn programs_load_and_attach() {
-    if !can_run() {
+    if !ebpf_can_run() {
         return;
     }
     let mut watcher = EbpfWatcher::load(&EbpfSettings::default()).expect("load");
@@ -236,7 +216,7 @@ async fn programs_load_and_attach() {
 
 #[tokio::test]
 async fn faulting_target_wakes_the_monitor_and_others_do_not() {
-    if !can_run() {
+    if !ebpf_can_run() {
         return;
     }
     let mut watcher = EbpfWatcher::load(&settings(4096)).expect("load");
@@ -296,7 +276,7 @@ async fn faulting_target_wakes_the_monitor_and_others_do_not() {
 
 #[tokio::test]
 async fn events_follow_the_target_when_it_changes() {
-    if !can_run() {
+    if !ebpf_can_run() {
         return;
     }
     let mut watcher = EbpfWatcher::load(&settings(1024)).expect("load");
@@ -359,7 +339,7 @@ async fn events_follow_the_target_when_it_changes() {
 
 #[tokio::test]
 async fn throttle_bounds_the_event_rate() {
-    if !can_run() {
+    if !ebpf_can_run() {
         return;
     }
     // 1 fault per sample and a 50 ms gap: at most ~20 events/s per CPU per kind.
@@ -399,7 +379,7 @@ async fn throttle_bounds_the_event_rate() {
 /// (nothing changes for the rest of the machine).
 #[test]
 fn syscall_tracepoints_watch_munmap_where_tracefs_is_mounted() {
-    if !can_run() {
+    if !ebpf_can_run() {
         return;
     }
     let exe = std::env::current_exe().unwrap();
@@ -407,9 +387,10 @@ fn syscall_tracepoints_watch_munmap_where_tracefs_is_mounted() {
         .args(["--mount", "sh", "-c"])
         .arg(
             "mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing \
-             && exec \"$0\" --exact tracefs_checker --nocapture --test-threads=1",
+             && exec \"$0\" --exact \"$1\" --nocapture --test-threads=1",
         )
         .arg(&exe)
+        .arg(TRACEFS_TEST)
         .env(TRACEFS_ENV, "1")
         .output()
         .expect("run unshare (util-linux)");
@@ -480,19 +461,14 @@ fn tracefs_checker() {
 /// --mount-proc`, like a sidecar that sees only its pod's PIDs.
 #[test]
 fn watching_inside_a_new_pid_namespace() {
-    if !can_run() {
+    if !ebpf_can_run() {
         return;
     }
     let exe = std::env::current_exe().unwrap();
     let out = Command::new("unshare")
         .args(["--pid", "--fork", "--mount-proc"])
         .arg(&exe)
-        .args([
-            "--exact",
-            "in_pid_namespace_checker",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", NS_TEST, "--nocapture", "--test-threads=1"])
         .env(NS_ENV, "1")
         .output()
         .expect("run unshare (util-linux)");

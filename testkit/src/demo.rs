@@ -6,11 +6,12 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
+
+use crate::binaries::{copy_executable, demo_binary};
 
 /// How long a command on the demo socket may take (a first dump symbolizes
 /// the binary, which takes a few seconds in debug builds).
@@ -38,6 +39,9 @@ pub struct DemoOptions {
     /// Run as this uid (and gid of the same number) instead of the test's
     /// user; needs root. Its directories are opened up to it.
     pub run_as: Option<u32>,
+    /// Further environment variables for the child, e.g.
+    /// `TOKIO_WORKER_THREADS` to give it that many runtime threads.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for DemoOptions {
@@ -50,6 +54,7 @@ impl Default for DemoOptions {
             exe_name: None,
             malloc_conf: None,
             run_as: None,
+            env: Vec::new(),
         }
     }
 }
@@ -287,7 +292,7 @@ impl Drop for DemoTarget {
     }
 }
 
-/// Reads RssAnon (bytes) of `pid` from /proc/<pid>/status.
+/// Reads RssAnon (bytes) of `pid` from `/proc/<pid>/status`.
 pub fn rss_anon(pid: i32) -> anyhow::Result<u64> {
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
@@ -299,6 +304,7 @@ pub fn rss_anon(pid: i32) -> anyhow::Result<u64> {
     Ok(kib * 1024)
 }
 
+/// Spawns the demo with `opts`, its stderr appended to `log`.
 fn start(opts: &DemoOptions, exe: &Path, socket_dir: &Path, log: &Path) -> anyhow::Result<Child> {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -314,6 +320,7 @@ fn start(opts: &DemoOptions, exe: &Path, socket_dir: &Path, log: &Path) -> anyho
         .arg(socket_dir)
         .args(&opts.extra_args)
         .env("RUST_LOG", "info")
+        .envs(opts.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
@@ -339,85 +346,4 @@ fn open_to(uid: u32, work: &Path, socket_dir: &Path) -> anyhow::Result<()> {
     std::os::unix::fs::chown(socket_dir, Some(uid), Some(uid))
         .with_context(|| format!("giving {} to uid {uid}", socket_dir.display()))?;
     Ok(())
-}
-
-/// Copies an executable for a test to run under another name.
-///
-/// The copy is made by a `cp` child process, never in this process: a write
-/// descriptor open here would be inherited by any child another test thread
-/// forks meanwhile, and exec of the copy then fails with ETXTBSY ("Text file
-/// busy") until that child has exec'd. `cp` holds the only writer and it is
-/// closed when `cp` exits.
-pub fn copy_executable(from: &Path, to: &Path) -> anyhow::Result<()> {
-    let status = Command::new("cp")
-        .arg("--")
-        .arg(from)
-        .arg(to)
-        .stdin(Stdio::null())
-        .status()
-        .context("running cp")?;
-    if !status.success() {
-        bail!("cp {} {} failed: {status}", from.display(), to.display());
-    }
-    Ok(())
-}
-
-/// `target/<profile>/examples/demo-target`, built once per test process when
-/// missing or older than its source.
-pub fn demo_binary() -> anyhow::Result<PathBuf> {
-    static BUILT: OnceLock<Mutex<Option<PathBuf>>> = OnceLock::new();
-    let mut built = BUILT
-        .get_or_init(|| Mutex::new(None))
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    if let Some(path) = built.as_ref() {
-        return Ok(path.clone());
-    }
-    // Test executables live in target/<profile>/deps.
-    let me = std::env::current_exe().context("locating the test executable")?;
-    let profile_dir = me
-        .parent()
-        .and_then(Path::parent)
-        .with_context(|| format!("{} is not under target/<profile>/deps", me.display()))?;
-    let exe = profile_dir.join("examples").join("demo-target");
-    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples")
-        .join("demo-target.rs");
-    if is_stale(&exe, &source) {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args([
-            "build",
-            "--quiet",
-            "-p",
-            "monitor",
-            "--example",
-            "demo-target",
-        ]);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        if let Some(target_dir) = profile_dir.parent() {
-            cmd.arg("--target-dir").arg(target_dir);
-        }
-        let status = cmd
-            .status()
-            .context("running cargo build for the demo target")?;
-        if !status.success() {
-            bail!("cargo build -p monitor --example demo-target failed: {status}");
-        }
-        if !exe.exists() {
-            bail!("{} still missing after building it", exe.display());
-        }
-    }
-    *built = Some(exe.clone());
-    Ok(exe)
-}
-
-fn is_stale(exe: &Path, source: &Path) -> bool {
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    match (modified(exe), modified(source)) {
-        (Some(built), Some(src)) => built < src,
-        (None, _) => true,
-        (Some(_), None) => false,
-    }
 }

@@ -1,19 +1,21 @@
-//! One integration test's parts, shared by the end-to-end test binaries: a
-//! Garage bucket to look into, a demo target under a name of the test's own,
-//! and a spool directory.
+//! One end-to-end test's parts put together: a Garage bucket to look into, a
+//! demo target under a name of the test's own, a spool directory, and the
+//! monitor environment that points at all three.
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::demo::{DemoOptions, DemoTarget};
-use super::garage::TestGarage;
-use super::monitor::{Monitor, base_env};
+use crate::demo::{DemoOptions, DemoTarget};
+use crate::garage::TestGarage;
+use crate::monitor::{Monitor, base_env};
 
 /// A Garage server plus a runtime to look into its bucket.
 pub struct Bucket {
+    /// Runs the S3 client's requests for the blocking helpers below.
     pub rt: tokio::runtime::Runtime,
+    /// The server and its bucket.
     pub garage: TestGarage,
 }
 
@@ -124,8 +126,11 @@ pub fn steady(name: &str, base_mib: usize) -> DemoOptions {
 
 /// A bucket, a demo target and a spool: what most end-to-end tests need.
 pub struct Rig {
+    /// Garage and the bucket the monitor stores into.
     pub bucket: Bucket,
+    /// The target the monitor watches.
     pub demo: DemoTarget,
+    /// Holds the spool directory ([`Rig::spool_dir`]); tests may mount over it.
     pub spool: tempfile::TempDir,
 }
 

@@ -2,14 +2,13 @@
 //! jemalloc target, a real S3-compatible store (Garage on loopback) and a
 //! Slack stand-in.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::demo::DemoOptions;
-use support::monitor::{Monitor, field};
-use support::rig::{Rig, is_reason, steady};
-use support::slack::SlackStandIn;
+use testkit::demo::DemoOptions;
+use testkit::logs;
+use testkit::monitor::{Monitor, field};
+use testkit::rig::{Rig, is_reason, steady};
+use testkit::slack::SlackStandIn;
 
 const MIB: u64 = 1 << 20;
 
@@ -43,7 +42,7 @@ fn baseline_then_slow_leak_is_stored_alerted_and_cooled_down() {
         .remove(0);
     assert_key_form(&baseline, "baseline");
     let (body, meta) = rig.object(&baseline);
-    let profile = support::pprof::decode(&body).expect("baseline is a valid gzipped pprof");
+    let profile = testkit::pprof::decode(&body).expect("baseline is a valid gzipped pprof");
     assert!(profile.samples > 0, "{profile:?}");
     assert!(!profile.functions.is_empty(), "function names are present");
     assert_eq!(
@@ -63,7 +62,7 @@ fn baseline_then_slow_leak_is_stored_alerted_and_cooled_down() {
     );
 
     // Leak in steps small enough not to be spikes (1.5x), until P50 passes baseline + 16 MiB.
-    monitor.wait_for(&["baseline P50 set"], 1, Duration::from_secs(20));
+    monitor.wait_for(&[logs::BASELINE_SET], 1, Duration::from_secs(20));
     for _ in 0..4 {
         rig.demo.leak(8);
         std::thread::sleep(Duration::from_millis(400));
@@ -73,7 +72,7 @@ fn baseline_then_slow_leak_is_stored_alerted_and_cooled_down() {
         .remove(0);
     assert_key_form(&leak, "slow-leak");
     let (body, meta) = rig.object(&leak);
-    support::pprof::decode(&body).expect("slow-leak dump is a valid pprof");
+    testkit::pprof::decode(&body).expect("slow-leak dump is a valid pprof");
     let current: u64 = meta
         .get("rss-anon-bytes")
         .and_then(|v| v.parse().ok())
@@ -141,7 +140,7 @@ fn baseline_then_slow_leak_is_stored_alerted_and_cooled_down() {
     );
     assert!(
         !monitor
-            .matching(&["rule matched but is in cooldown", "slow-leak"])
+            .matching(&[logs::IN_COOLDOWN, "slow-leak"])
             .is_empty(),
         "held detection not logged:\n{}",
         monitor.logs().join("\n")
@@ -154,7 +153,7 @@ fn a_spike_produces_a_spike_dump() {
     let rig = Rig::new(steady("mm-spike", 32));
     let monitor = Monitor::start(&rig.env(&[]));
     rig.wait_for_keys("baseline", 1, Duration::from_secs(30), &monitor);
-    monitor.wait_for(&["baseline P50 set"], 1, Duration::from_secs(20));
+    monitor.wait_for(&[logs::BASELINE_SET], 1, Duration::from_secs(20));
     // Longer than two ticks, so polling sees it.
     rig.demo.spike(160, 1500);
     let spike = rig
@@ -162,9 +161,9 @@ fn a_spike_produces_a_spike_dump() {
         .remove(0);
     assert_key_form(&spike, "spike");
     let (body, meta) = rig.object(&spike);
-    support::pprof::decode(&body).expect("spike dump is a valid pprof");
+    testkit::pprof::decode(&body).expect("spike dump is a valid pprof");
     assert_eq!(meta.get("trigger").map(String::as_str), Some("tick"));
-    let detected = monitor.wait_for(&["spike detected"], 1, Duration::from_secs(1));
+    let detected = monitor.wait_for(&[logs::SPIKE_DETECTED], 1, Duration::from_secs(1));
     assert!(
         detected[0].contains("p95="),
         "detection logs its numbers: {}",
@@ -224,9 +223,9 @@ fn a_spike_in_cooldown_does_not_mask_a_slow_leak() {
         ("MEMORY_CHANGE_THRESHOLD", "16MiB"),
         ("DUMP_COOLDOWN", "200ms"),
     ]));
-    let logs = || monitor.logs().join("\n");
+    let log_text = || monitor.logs().join("\n");
     rig.wait_for_keys("baseline", 1, Duration::from_secs(30), &monitor);
-    monitor.wait_for(&["baseline P50 set"], 1, Duration::from_secs(45));
+    monitor.wait_for(&[logs::BASELINE_SET], 1, Duration::from_secs(45));
     let base = *samples(&monitor.ticks())
         .last()
         .expect("ticks before the baseline");
@@ -254,7 +253,7 @@ fn a_spike_in_cooldown_does_not_mask_a_slow_leak() {
         assert!(
             before_b.len() - a_tick < WINDOW,
             "spike A left the window before the scripted tick; log:\n{}",
-            logs()
+            log_text()
         );
         // The monitor's own baseline (reset to P50 by spike A's dump).
         let baseline: u64 = ticks
@@ -273,7 +272,7 @@ fn a_spike_in_cooldown_does_not_mask_a_slow_leak() {
     assert!(
         b_sample > 2 * level,
         "spike B missed its tick ({b_sample} bytes sampled); log:\n{}",
-        logs()
+        log_text()
     );
 
     let leak_key = rig
@@ -285,9 +284,9 @@ fn a_spike_in_cooldown_does_not_mask_a_slow_leak() {
         Some(b_sample.to_string().as_str()),
         "the slow leak was dumped at the tick where the spike rule matched too \
          ({b_sample} bytes); {meta:?}\nlog:\n{}",
-        logs()
+        log_text()
     );
-    let held = monitor.matching(&["rule matched but is in cooldown", "reason=spike"]);
+    let held = monitor.matching(&[logs::IN_COOLDOWN, logs::REASON_SPIKE]);
     assert_eq!(held.len(), 1, "spike B was held by A's cooldown: {held:?}");
     assert_eq!(
         rig.keys().iter().filter(|k| is_reason(k, "spike")).count(),
@@ -306,7 +305,7 @@ fn a_target_name_longer_than_comm_is_found() {
     assert_eq!(rig.demo.name(), name);
     let monitor = Monitor::start(&rig.env(&[]));
     rig.wait_for_keys("baseline", 1, Duration::from_secs(30), &monitor);
-    let found = monitor.wait_for(&["target found"], 1, Duration::from_secs(1));
+    let found = monitor.wait_for(&[logs::TARGET_FOUND], 1, Duration::from_secs(1));
     assert!(found[0].contains(&rig.demo.pid().to_string()), "{found:?}");
 }
 
@@ -317,16 +316,8 @@ fn a_restarted_target_gets_a_new_baseline_and_the_monitor_stays_up() {
     rig.wait_for_keys("baseline", 1, Duration::from_secs(30), &monitor);
     let first_pid = rig.demo.pid();
     rig.demo.kill();
-    monitor.wait_for(
-        &["target exited or was replaced"],
-        1,
-        Duration::from_secs(10),
-    );
-    monitor.wait_for(
-        &["waiting for the target process"],
-        1,
-        Duration::from_secs(10),
-    );
+    monitor.wait_for(&[logs::TARGET_LOST], 1, Duration::from_secs(10));
+    monitor.wait_for(&[logs::WAITING_FOR_TARGET], 1, Duration::from_secs(10));
     rig.demo.restart();
     assert_ne!(rig.demo.pid(), first_pid);
     rig.wait_for_keys("baseline", 2, Duration::from_secs(30), &monitor);
@@ -346,12 +337,12 @@ fn sigterm_stops_cleanly_with_status_zero() {
     // Within twice the bound.
     monitor.stop(Duration::from_secs(6));
     assert!(sent.elapsed() < Duration::from_secs(6));
-    assert!(!monitor.matching(&["SIGTERM received"]).is_empty());
+    assert!(!monitor.matching(&[logs::SIGTERM_RECEIVED]).is_empty());
 }
 
 #[test]
 fn bad_configuration_lists_every_problem_and_starts_nothing() {
-    let out = std::process::Command::new(support::monitor::binary())
+    let out = std::process::Command::new(testkit::monitor::binary())
         .env_clear()
         .env("BINARY_NAME", "a/b")
         .env("CHECK_INTERVAL", "0")
@@ -376,7 +367,7 @@ fn bad_configuration_lists_every_problem_and_starts_nothing() {
 
 #[test]
 fn help_lists_every_variable_with_its_default() {
-    let out = std::process::Command::new(support::monitor::binary())
+    let out = std::process::Command::new(testkit::monitor::binary())
         .arg("--help")
         .output()
         .unwrap();
@@ -425,14 +416,8 @@ fn help_lists_every_variable_with_its_default() {
 #[test]
 fn runs_as_non_root_on_a_read_only_root_filesystem() {
     const UID: u32 = 65534;
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "this test switches users and remounts /: CI must run it as root"
-        );
-        eprintln!("skipped: needs root to switch users and remount /");
+    // It switches users and remounts /.
+    if !testkit::guard::can_run(testkit::guard::root_missing()) {
         return;
     }
     let rig = Rig::new(DemoOptions {
@@ -447,7 +432,7 @@ fn runs_as_non_root_on_a_read_only_root_filesystem() {
     )
     .unwrap();
     let exe = bin_dir.path().join("memory-monitor");
-    support::demo::copy_executable(&support::monitor::binary(), &exe).unwrap();
+    testkit::binaries::copy_executable(&testkit::monitor::binary(), &exe).unwrap();
 
     let mut env = rig.env(&[
         // Garage's config dir is root's; the SDK needs no files here.
@@ -493,7 +478,7 @@ exec setpriv --reuid {UID} --regid {UID} --clear-groups --inh-caps=-all --boundi
         "/ is read-only for the monitor: {root}"
     );
 
-    monitor.wait_for(&["baseline P50 set"], 1, Duration::from_secs(20));
+    monitor.wait_for(&[logs::BASELINE_SET], 1, Duration::from_secs(20));
     rig.demo.leak(24);
     rig.wait_for_keys("slow-leak", 1, Duration::from_secs(30), &monitor);
     let complaints: Vec<_> = monitor

@@ -9,21 +9,24 @@
 //!
 //! Needs root (CAP_BPF + CAP_PERFMON) and a binary built with the eBPF
 //! object. Under `CI=true` a missing object or missing privileges fail the
-//! tests; elsewhere they say loudly on stderr that they did not run.
-#![cfg(feature = "ebpf")]
-
-mod support;
+//! tests; elsewhere they say loudly on stderr that they did not run
+//! ([`crate::ebpf_can_run`]).
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::demo::DemoTarget;
-use support::monitor::{Monitor, base_env, field};
-use support::rig::{Bucket, steady};
+use testkit::demo::{DemoOptions, DemoTarget};
+use testkit::logs;
+use testkit::monitor::{Monitor, base_env, field};
+use testkit::rig::{Bucket, steady};
+use testkit::slack::SlackStandIn;
+
+use crate::ebpf_can_run;
 
 /// Long enough that a 300 ms spike started right after a tick is over well
 /// before the next one.
@@ -37,29 +40,6 @@ const WINDOW_FILL: Duration = Duration::from_secs(40);
 const CAPSH: &str = "/usr/sbin/capsh";
 /// The capabilities eBPF needs (CAP_SYS_ADMIN would also grant them).
 const DROPPED_CAPS: &str = "--drop=cap_bpf,cap_perfmon,cap_sys_admin";
-
-/// Whether eBPF mode can run here; panics under CI when it cannot.
-fn can_run() -> bool {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    let why = if !monitor::ebpf::object_built() {
-        Some("the eBPF object was not built (run `cargo xtask setup`)")
-    } else if !root {
-        Some("not root")
-    } else {
-        None
-    };
-    match why {
-        None => true,
-        Some(why) if ci => panic!("CI=true but eBPF-mode tests cannot run: {why}"),
-        Some(why) => {
-            // Straight to fd 2: libtest captures eprintln!, and a skip must be seen.
-            let _ = writeln!(std::io::stderr(), "\n!!! eBPF-MODE TEST NOT RUN: {why}");
-            false
-        }
-    }
-}
 
 /// The monitor environment for one test: eBPF mode, 3 s ticks, window 5,
 /// multiplier 1.5, no slow-leak rule in the way.
@@ -107,13 +87,13 @@ fn assert_event_spike(bucket: &Bucket, key: &str, pid: i32, monitor: &Monitor) {
         Some(pid.to_string().as_str()),
         "{key}: {meta:?}"
     );
-    let detected = monitor.wait_for(&["spike detected (event)"], 1, Duration::from_secs(1));
+    let detected = monitor.wait_for(&[logs::SPIKE_DETECTED_BY_EVENT], 1, Duration::from_secs(1));
     assert!(detected[0].contains("p95="), "{}", detected[0]);
 }
 
 #[test]
 fn a_spike_shorter_than_a_tick_is_caught_by_an_ebpf_wakeup() {
-    if !can_run() {
+    if !ebpf_can_run() {
         return;
     }
     let bucket = Bucket::start();
@@ -125,9 +105,9 @@ fn a_spike_shorter_than_a_tick_is_caught_by_an_ebpf_wakeup() {
         &spool.path().join("spool"),
         &bucket,
     ));
-    let loaded = monitor.wait_for(&["eBPF mode: programs loaded"], 1, Duration::from_secs(20));
+    let loaded = monitor.wait_for(&[logs::EBPF_LOADED], 1, Duration::from_secs(20));
     assert!(loaded[0].contains("perf_event:page-faults"), "{loaded:?}");
-    let watching = monitor.wait_for(&["eBPF watching the target"], 1, Duration::from_secs(20));
+    let watching = monitor.wait_for(&[logs::EBPF_WATCHING], 1, Duration::from_secs(20));
     assert_eq!(
         field(&watching[0], "pid"),
         Some(demo.pid().to_string().as_str())
@@ -135,7 +115,7 @@ fn a_spike_shorter_than_a_tick_is_caught_by_an_ebpf_wakeup() {
     bucket.wait_for_reason("baseline", 1, Duration::from_secs(30), &monitor, &|| {
         demo.log()
     });
-    monitor.wait_for(&["baseline P50 set"], 1, WINDOW_FILL);
+    monitor.wait_for(&[logs::BASELINE_SET], 1, WINDOW_FILL);
 
     right_after_a_tick(&monitor, || demo.spike(SPIKE_MIB, SPIKE_MS));
     let spike = bucket
@@ -145,7 +125,7 @@ fn a_spike_shorter_than_a_tick_is_caught_by_an_ebpf_wakeup() {
         .remove(0);
     assert_event_spike(&bucket, &spike, demo.pid(), &monitor);
     assert!(
-        monitor.matching(&["spike detected (tick)"]).is_empty(),
+        monitor.matching(&[logs::SPIKE_DETECTED_BY_TICK]).is_empty(),
         "a tick saw the spike, so this test proves nothing about eBPF:\n{}",
         monitor.logs().join("\n")
     );
@@ -163,15 +143,15 @@ fn demo_command(socket: &Path, line: &str) -> std::io::Result<String> {
 
 #[test]
 fn target_and_monitor_in_a_new_pid_namespace() {
-    if !can_run() {
+    if !ebpf_can_run() {
         return;
     }
     let bucket = Bucket::start();
-    let demo_exe = support::demo::demo_binary().expect("demo target built");
+    let demo_exe = testkit::binaries::demo_binary().expect("demo target built");
     let work = tempfile::tempdir().unwrap();
     let name = "em-pidns";
     let exe = work.path().join(name);
-    support::demo::copy_executable(&demo_exe, &exe).unwrap();
+    testkit::binaries::copy_executable(&demo_exe, &exe).unwrap();
     let socket_dir = work.path().join("sock");
     std::fs::create_dir(&socket_dir).unwrap();
     let demo_log = work.path().join("demo.log");
@@ -182,7 +162,7 @@ fn target_and_monitor_in_a_new_pid_namespace() {
     env.insert("DEMO_LOG".into(), demo_log.display().to_string());
     env.insert(
         "MONITOR_EXE".into(),
-        support::monitor::binary().display().to_string(),
+        testkit::monitor::binary().display().to_string(),
     );
     // The launcher is PID 1 of the new namespace and becomes the monitor;
     // --kill-child tears the namespace (and the demo) down with the test.
@@ -195,7 +175,7 @@ exec "$MONITOR_EXE""#,
     let monitor = Monitor::start_command(cmd, &env);
     let demo_log_text = || std::fs::read_to_string(&demo_log).unwrap_or_default();
 
-    let found = monitor.wait_for(&["target found"], 1, Duration::from_secs(30));
+    let found = monitor.wait_for(&[logs::TARGET_FOUND], 1, Duration::from_secs(30));
     let pid: i32 = field(&found[0], "pid")
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no pid in {found:?}"));
@@ -204,7 +184,7 @@ exec "$MONITOR_EXE""#,
         pid > 1 && pid < 100,
         "expected a namespace-local pid: {found:?}"
     );
-    let watching = monitor.wait_for(&["eBPF watching the target"], 1, Duration::from_secs(20));
+    let watching = monitor.wait_for(&[logs::EBPF_WATCHING], 1, Duration::from_secs(20));
     assert_eq!(field(&watching[0], "pid"), Some(pid.to_string().as_str()));
     bucket.wait_for_reason(
         "baseline",
@@ -213,7 +193,7 @@ exec "$MONITOR_EXE""#,
         &monitor,
         &demo_log_text,
     );
-    monitor.wait_for(&["baseline P50 set"], 1, WINDOW_FILL);
+    monitor.wait_for(&[logs::BASELINE_SET], 1, WINDOW_FILL);
 
     right_after_a_tick(&monitor, || {
         let reply = demo_command(&socket, &format!("spike {SPIKE_MIB} {SPIKE_MS}"))
@@ -234,7 +214,7 @@ exec "$MONITOR_EXE""#,
 
 #[test]
 fn a_restarted_target_is_watched_again_under_its_new_pid() {
-    if !can_run() {
+    if !ebpf_can_run() {
         return;
     }
     let bucket = Bucket::start();
@@ -247,27 +227,27 @@ fn a_restarted_target_is_watched_again_under_its_new_pid() {
         &bucket,
     ));
     let first = demo.pid();
-    let watching = monitor.wait_for(&["eBPF watching the target"], 1, Duration::from_secs(20));
+    let watching = monitor.wait_for(&[logs::EBPF_WATCHING], 1, Duration::from_secs(20));
     assert_eq!(field(&watching[0], "pid"), Some(first.to_string().as_str()));
 
     // Windows filled for the first process, if any, do not count.
-    let filled_before = monitor.matching(&["baseline P50 set"]).len();
+    let filled_before = monitor.matching(&[logs::BASELINE_SET]).len();
     demo.restart();
     let second = demo.pid();
     assert_ne!(second, first);
-    let watching = monitor.wait_for(&["eBPF watching the target"], 2, Duration::from_secs(20));
+    let watching = monitor.wait_for(&[logs::EBPF_WATCHING], 2, Duration::from_secs(20));
     assert_eq!(
         field(&watching[1], "pid"),
         Some(second.to_string().as_str()),
         "{watching:?}"
     );
     monitor.wait_for(
-        &["target exited or was replaced", &format!("pid={first}")],
+        &[logs::TARGET_LOST, &format!("pid={first}")],
         1,
         Duration::from_secs(1),
     );
     // The window starts over for the new process.
-    monitor.wait_for(&["baseline P50 set"], filled_before + 1, WINDOW_FILL);
+    monitor.wait_for(&[logs::BASELINE_SET], filled_before + 1, WINDOW_FILL);
 
     right_after_a_tick(&monitor, || demo.spike(SPIKE_MIB, SPIKE_MS));
     let spike = bucket
@@ -286,13 +266,13 @@ fn without_bpf_caps() -> Command {
     );
     let mut cmd = Command::new(CAPSH);
     cmd.args([DROPPED_CAPS, "--", "-c", r#"exec "$0""#])
-        .arg(support::monitor::binary());
+        .arg(testkit::monitor::binary());
     cmd
 }
 
 #[test]
 fn without_bpf_capabilities_auto_falls_back_and_ebpf_refuses() {
-    if !can_run() {
+    if !ebpf_can_run() {
         return;
     }
     let bucket = Bucket::start();
@@ -309,28 +289,24 @@ fn without_bpf_capabilities_auto_falls_back_and_ebpf_refuses() {
     env.insert("MONITOR_MODE".into(), "auto".into());
     env.insert("CHECK_INTERVAL".into(), "200ms".into());
     let auto = Monitor::start_command(without_bpf_caps(), &env);
-    let why = auto.wait_for(
-        &["eBPF unavailable, falling back to procfs mode:"],
-        1,
-        Duration::from_secs(20),
-    );
+    let why = auto.wait_for(&[logs::EBPF_FALLBACK_AT_START], 1, Duration::from_secs(20));
     assert!(
         why[0].to_lowercase().contains("permission denied"),
         "the fallback names its cause: {}",
         why[0]
     );
-    let started = auto.wait_for(&["monitor started"], 1, Duration::from_secs(20));
+    let started = auto.wait_for(&[logs::MONITOR_STARTED], 1, Duration::from_secs(20));
     assert_eq!(field(&started[0], "mode"), Some("procfs"), "{started:?}");
     bucket.wait_for_reason("baseline", 1, Duration::from_secs(30), &auto, &|| {
         demo.log()
     });
     assert_eq!(
-        auto.matching(&["eBPF unavailable"]).len(),
+        auto.matching(&[logs::EBPF_UNAVAILABLE]).len(),
         1,
         "the fallback is said once:\n{}",
         auto.logs().join("\n")
     );
-    assert!(auto.matching(&["eBPF mode: programs loaded"]).is_empty());
+    assert!(auto.matching(&[logs::EBPF_LOADED]).is_empty());
     drop(auto);
 
     // ebpf: refuses to start, non-zero, naming the cause.
@@ -342,12 +318,148 @@ fn without_bpf_capabilities_auto_falls_back_and_ebpf_refuses() {
     let log = strict.logs().join("\n");
     assert!(!status.success(), "{status:?}\n{log}");
     assert!(
-        log.contains("MONITOR_MODE=ebpf but eBPF cannot load"),
+        log.contains(logs::EBPF_REQUIRED_BUT_UNAVAILABLE),
         "the error says which setting failed:\n{log}"
     );
     assert!(
         log.to_lowercase().contains("permission denied"),
         "the error names the cause:\n{log}"
     );
-    assert!(!log.contains("monitor started"), "{log}");
+    assert!(!log.contains(logs::MONITOR_STARTED), "{log}");
+}
+
+/// RLIMIT_NOFILE of the monitor in the run-time fallback test: room to load
+/// the eBPF programs and run, not for one perf event per target thread.
+const FD_LIMIT: u64 = 128;
+/// Runtime threads of that test's target: more than [`FD_LIMIT`] descriptors.
+const TARGET_THREADS: usize = 256;
+
+/// The monitor binary, started with RLIMIT_NOFILE at `limit` (soft and
+/// hard, so it cannot raise it); this process keeps its own limit.
+fn with_fd_limit(limit: u64) -> Command {
+    let mut cmd = Command::new(testkit::monitor::binary());
+    let rlimit = libc::rlimit {
+        rlim_cur: limit,
+        rlim_max: limit,
+    };
+    // SAFETY: the closure runs between fork and exec and only calls
+    // setrlimit, which is async-signal-safe, on a value it owns.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// MONITOR_MODE=auto loads eBPF at start, then cannot watch the target it
+/// finds: one perf event per thread, and the target has more threads than
+/// RLIMIT_NOFILE leaves the monitor descriptors. It falls back to procfs for
+/// good, and the alert of a dump taken after that says procfs mode, not the
+/// eBPF mode the monitor started in.
+#[test]
+fn after_a_fallback_at_run_time_the_alert_says_procfs_mode() {
+    if !ebpf_can_run() {
+        return;
+    }
+    let bucket = Bucket::start();
+    let slack = SlackStandIn::start();
+    let slack_url = slack.url();
+    let demo = DemoTarget::spawn(DemoOptions {
+        // Tokio starts every worker thread with the runtime.
+        env: vec![("TOKIO_WORKER_THREADS".into(), TARGET_THREADS.to_string())],
+        ..steady("em-fallback", 32)
+    });
+    let threads = std::fs::read_dir(format!("/proc/{}/task", demo.pid()))
+        .expect("the target's threads")
+        .count();
+    assert!(
+        threads > FD_LIMIT as usize,
+        "the target has {threads} threads, not more than {FD_LIMIT}"
+    );
+    let spool = tempfile::tempdir().unwrap();
+    let mut env = ebpf_env(
+        demo.name(),
+        demo.socket_dir(),
+        &spool.path().join("spool"),
+        &bucket,
+    );
+    for (k, v) in [
+        ("MONITOR_MODE", "auto"),
+        // Ticks fast enough for polling to see the spike below.
+        ("CHECK_INTERVAL", "200ms"),
+        ("SLACK_API_TOKEN", "xoxb-fallback"),
+        ("SLACK_API_URL", &slack_url),
+        ("ENVIRONMENT", "staging"),
+        ("NETWORK", "testnet"),
+    ] {
+        env.insert(k.into(), v.into());
+    }
+    let monitor = Monitor::start_command(with_fd_limit(FD_LIMIT), &env);
+    let log_text = || monitor.logs().join("\n");
+
+    // eBPF loaded under the limit: the monitor starts in eBPF mode...
+    let started = monitor.wait_for(&[logs::MONITOR_STARTED], 1, Duration::from_secs(20));
+    assert_eq!(field(&started[0], "mode"), Some("ebpf"), "{started:?}");
+    // ...and falls back once it tries to watch the target.
+    let fallback = monitor.wait_for(
+        &[logs::EBPF_FALLBACK_AT_RUN_TIME],
+        1,
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        field(&fallback[0], "pid"),
+        Some(demo.pid().to_string().as_str()),
+        "{fallback:?}"
+    );
+    assert!(
+        fallback[0].contains("Too many open files"),
+        "the fallback names its cause: {}",
+        fallback[0]
+    );
+    assert!(
+        monitor.matching(&[logs::EBPF_WATCHING]).is_empty(),
+        "{}",
+        log_text()
+    );
+
+    // A spike after the fallback, seen by a tick: its alert says procfs mode.
+    bucket.wait_for_reason("baseline", 1, Duration::from_secs(30), &monitor, &|| {
+        demo.log()
+    });
+    monitor.wait_for(&[logs::BASELINE_SET], 1, Duration::from_secs(20));
+    // A window (5 ticks) of samples taken after the baseline dump was served:
+    // its P95 is the window's maximum, so a bump while the target profiled
+    // itself must not raise the bar above the spike.
+    monitor.wait_for_ticks(5, Duration::from_secs(10));
+    // Longer than two ticks, so polling sees it.
+    demo.spike(SPIKE_MIB, 1500);
+    let spike = bucket
+        .wait_for_reason("spike", 1, Duration::from_secs(30), &monitor, &|| {
+            demo.log()
+        })
+        .remove(0);
+    assert_eq!(
+        bucket.metadata(&spike).get("trigger").map(String::as_str),
+        Some("tick"),
+        "{spike}"
+    );
+    let alerts = slack.wait_for_requests(1, Duration::from_secs(20));
+    let alert = alerts
+        .first()
+        .unwrap_or_else(|| panic!("no Slack alert for {spike}; log:\n{}", log_text()));
+    assert!(alert.raw.contains(&spike), "{}", alert.raw);
+    assert!(
+        alert.raw.contains("procfs mode"),
+        "the alert says procfs mode: {}",
+        alert.raw
+    );
+    assert!(
+        !alert.raw.contains("ebpf mode"),
+        "the alert says ebpf mode after the fallback: {}",
+        alert.raw
+    );
 }

@@ -11,11 +11,15 @@ use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use crate::backoff::Backoff;
+
+mod memory;
+
 use crate::dump::Reason;
 use crate::metrics::{FailedStage, Metrics};
 use crate::notify::{Alert, Location, SlackNotifier};
 use crate::spool::{Spool, SpoolRecord, Spooled};
 use crate::store::{ObjectStore, object_metadata, s3_uri};
+pub use memory::{MAX_IN_MEMORY, MemorySlot, MemorySlots};
 
 /// Delivery settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,50 +38,6 @@ pub struct Uploader {
     tx: mpsc::UnboundedSender<Payload>,
     task: tokio::task::JoinHandle<()>,
     memory: MemorySlots,
-}
-
-/// How many dumps may wait in memory at once when the spool cannot be
-/// written: each can be up to DUMP_MAX_SIZE, and the queue must stay bounded
-/// even when the disk and S3 fail together.
-pub const MAX_IN_MEMORY: usize = 2;
-
-/// Counts dumps held only in memory; a slot frees itself when its dump is
-/// stored, given up or dropped at shutdown.
-#[derive(Debug, Clone)]
-pub struct MemorySlots {
-    used: Arc<std::sync::atomic::AtomicUsize>,
-    max: usize,
-}
-
-/// One dump's claim on a [`MemorySlots`]; released on drop.
-#[derive(Debug)]
-pub struct MemorySlot(Arc<std::sync::atomic::AtomicUsize>);
-
-impl MemorySlots {
-    /// Room for `max` dumps.
-    pub fn new(max: usize) -> MemorySlots {
-        MemorySlots {
-            used: Arc::default(),
-            max,
-        }
-    }
-
-    /// A slot, or None when all are taken.
-    pub fn take(&self) -> Option<MemorySlot> {
-        use std::sync::atomic::Ordering;
-        self.used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| MemorySlot(self.used.clone()))
-    }
-}
-
-impl Drop for MemorySlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-    }
 }
 
 impl Uploader {
@@ -417,23 +377,5 @@ fn stop_with(queue: &VecDeque<Job>) {
         if let Payload::Memory(record, ..) = &job.dump {
             error!(key = %record.info.key, "shutting down with a dump that was never spooled; it is lost");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn memory_slots_bound_the_dumps_held_in_memory() {
-        let slots = MemorySlots::new(2);
-        let a = slots.take().expect("first");
-        let b = slots.take().expect("second");
-        assert!(slots.take().is_none(), "a third dump must not be held");
-        drop(a);
-        let c = slots.take().expect("a freed slot is reused");
-        assert!(slots.take().is_none());
-        drop((b, c));
-        assert!(slots.take().is_some());
     }
 }

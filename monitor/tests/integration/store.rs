@@ -2,40 +2,42 @@
 //! intact, outages are retryable and heal, bad credentials are final and
 //! never echoed.
 
-mod support;
-
 use std::collections::HashMap;
 use std::io::Write;
 use std::process::Command;
 
-use chrono::{TimeZone, Utc};
-use monitor::dump::{DumpInfo, MemoryStats, Reason, Sampling, Trigger};
+use monitor::dump::{DumpInfo, MemoryStats, Reason};
 use monitor::naming::object_key;
 use monitor::store::{ObjectStore, S3Settings, S3Store, StoreError, object_metadata};
-use support::garage::TestGarage;
+use testkit::garage::TestGarage;
 
 /// Set for the child process of `connect_uses_the_standard_aws_environment`.
 const CHILD_KEY_VAR: &str = "STORE_TEST_CHILD_KEY";
+/// The child half's full name in this binary, for `--exact`.
+const CHILD_TEST: &str = "store::child_put_from_env";
 
+/// Store settings for `garage`'s bucket (the monitor type testkit cannot name).
+fn s3_settings(garage: &TestGarage, max_attempts: u32) -> S3Settings {
+    S3Settings {
+        bucket: garage.bucket().to_owned(),
+        force_path_style: true,
+        max_attempts,
+    }
+}
+
+/// A spike dump stored under `it/` (the prefix the listings look under),
+/// 3 GiB RssAnon and no baseline yet (metadata says `none`).
 fn dump_info() -> DumpInfo {
-    let captured_at = Utc.with_ymd_and_hms(2025, 3, 7, 9, 5, 4).single().unwrap();
+    let example = DumpInfo::example(Reason::Spike);
     DumpInfo {
         id: "dump-0001".to_owned(),
-        reason: Reason::Spike,
-        trigger: Trigger::Event,
-        binary: "api-server".to_owned(),
-        pid: 4242,
-        pod: "api-7f9c".to_owned(),
-        captured_at,
-        key: object_key("it/", "api-7f9c", captured_at, Reason::Spike),
+        key: object_key("it/", &example.pod, example.captured_at, Reason::Spike),
         stats: MemoryStats {
             current: 3_221_225_472,
-            p50: Some(1_073_741_824),
-            p95: Some(1_288_490_188),
             baseline_p50: None,
+            ..example.stats
         },
-        size: 0,
-        mode: Some(Sampling::Ebpf),
+        ..example
     }
 }
 
@@ -54,7 +56,7 @@ async fn put_reads_back_identical_with_metadata() {
     let garage = TestGarage::start().unwrap();
     let store = S3Store::connect_with(
         garage.config_loader(garage.access_key_id(), garage.secret_access_key()),
-        garage.settings(3),
+        s3_settings(&garage, 3),
     )
     .await
     .unwrap();
@@ -87,7 +89,7 @@ fn connect_uses_the_standard_aws_environment() {
     let garage = TestGarage::start().unwrap();
     let key = "env/child-put.pprof";
     let child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_put_from_env", "--ignored", "--nocapture"])
+        .args(["--exact", CHILD_TEST, "--ignored", "--nocapture"])
         .env_clear()
         .envs(garage.monitor_env())
         .env(CHILD_KEY_VAR, key)
@@ -137,7 +139,7 @@ async fn outage_is_retryable_and_heals_after_restart() {
     let mut garage = TestGarage::start().unwrap();
     let store = S3Store::connect_with(
         garage.config_loader(garage.access_key_id(), garage.secret_access_key()),
-        garage.settings(2),
+        s3_settings(&garage, 2),
     )
     .await
     .unwrap();
@@ -177,10 +179,12 @@ async fn wrong_credentials_are_final_and_not_echoed() {
     ];
     let info = dump_info();
     for (key_id, secret) in cases {
-        let store =
-            S3Store::connect_with(garage.config_loader(&key_id, secret), garage.settings(3))
-                .await
-                .unwrap();
+        let store = S3Store::connect_with(
+            garage.config_loader(&key_id, secret),
+            s3_settings(&garage, 3),
+        )
+        .await
+        .unwrap();
         let err = store
             .put(&info.key, dump_body(), &object_metadata(&info))
             .await
@@ -204,7 +208,7 @@ async fn wrong_credentials_are_final_and_not_echoed() {
 #[tokio::test]
 async fn missing_bucket_is_final() {
     let garage = TestGarage::start().unwrap();
-    let mut settings = garage.settings(3);
+    let mut settings = s3_settings(&garage, 3);
     settings.bucket = "no-such-bucket".to_owned();
     let store = S3Store::connect_with(
         garage.config_loader(garage.access_key_id(), garage.secret_access_key()),

@@ -4,16 +4,15 @@
 //! none is stored twice with different content, and the monitor keeps
 //! sampling whatever breaks around it.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::monitor::{Monitor, field};
-use support::rig::{Rig, steady};
-use support::slack::{Behaviour, SlackStandIn};
+use testkit::logs;
+use testkit::monitor::{Monitor, field};
+use testkit::rig::{Rig, steady};
+use testkit::slack::{Behaviour, SlackStandIn};
 
 /// A dump as the monitor's "heap dump captured" log line describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +27,7 @@ struct Captured {
 /// Every dump the monitor says it captured, in order.
 fn captured(monitor: &Monitor) -> Vec<Captured> {
     monitor
-        .matching(&["heap dump captured"])
+        .matching(&[logs::DUMP_CAPTURED])
         .iter()
         .map(|l| Captured {
             key: field(l, "key")
@@ -112,7 +111,7 @@ fn assert_bucket_matches(rig: &Rig, dumps: &[Captured], monitor: &Monitor) {
             "{}: size differs from the capture",
             d.key
         );
-        support::pprof::decode(&body).unwrap_or_else(|e| panic!("{} is not a pprof: {e:#}", d.key));
+        testkit::pprof::decode(&body).unwrap_or_else(|e| panic!("{} is not a pprof: {e:#}", d.key));
         assert_eq!(meta.get("reason"), Some(&d.reason), "{}", d.key);
         ids.push(meta.get("dump-id").cloned().expect("dump-id"));
     }
@@ -121,7 +120,7 @@ fn assert_bucket_matches(rig: &Rig, dumps: &[Captured], monitor: &Monitor) {
     assert_eq!(ids.len(), dumps.len(), "each object is a different capture");
     // Stored once each: a second upload would log a second "dump stored".
     for d in dumps {
-        let stored = monitor.matching(&["dump stored", &d.key]).len();
+        let stored = monitor.matching(&[logs::DUMP_STORED, &d.key]).len();
         assert_eq!(stored, 1, "{} stored {stored} times", d.key);
     }
 }
@@ -142,11 +141,11 @@ fn an_s3_outage_while_the_target_leaks_loses_no_dump() {
         ("NETWORK", "testnet"),
     ]));
     monitor.wait_for(
-        &["dump stored", "reason=baseline"],
+        &[logs::DUMP_STORED, logs::REASON_BASELINE],
         1,
         Duration::from_secs(30),
     );
-    monitor.wait_for(&["baseline P50 set"], 1, Duration::from_secs(20));
+    monitor.wait_for(&[logs::BASELINE_SET], 1, Duration::from_secs(20));
 
     rig.garage.stop();
     let before = captured(&monitor).len();
@@ -166,11 +165,7 @@ fn an_s3_outage_while_the_target_leaks_loses_no_dump() {
     let during: Vec<Captured> = captured(&monitor)[before..].to_vec();
     assert!(during.iter().any(|d| d.reason == "spike"), "{during:?}");
     assert!(during.iter().any(|d| d.reason == "slow-leak"), "{during:?}");
-    monitor.wait_for(
-        &["upload failed; the dump stays spooled"],
-        1,
-        Duration::from_secs(10),
-    );
+    monitor.wait_for(&[logs::UPLOAD_FAILED_SPOOLED], 1, Duration::from_secs(10));
     // Nothing stored yet, everything waiting in the spool.
     assert!(
         spooled_records(&rig.spool_dir()).len() >= during.len(),
@@ -322,7 +317,7 @@ fn a_monitor_killed_mid_upload_uploads_the_pending_dump_after_restart() {
     env.insert("AWS_ENDPOINT_URL".into(), hole.url());
     let mut first = Monitor::start(&env);
     first.wait_for(
-        &["heap dump captured", "reason=baseline"],
+        &[logs::DUMP_CAPTURED, logs::REASON_BASELINE],
         1,
         Duration::from_secs(30),
     );
@@ -339,8 +334,8 @@ fn a_monitor_killed_mid_upload_uploads_the_pending_dump_after_restart() {
         },
     );
     assert!(
-        first.matching(&["dump stored"]).is_empty()
-            && first.matching(&["upload failed"]).is_empty(),
+        first.matching(&[logs::DUMP_STORED]).is_empty()
+            && first.matching(&[logs::UPLOAD_FAILED]).is_empty(),
         "the upload is still in flight: {}",
         first.logs().join("\n")
     );
@@ -353,16 +348,8 @@ fn a_monitor_killed_mid_upload_uploads_the_pending_dump_after_restart() {
     // Second run against the real store.
     let env = rig.env(&[("S3_MAX_ATTEMPTS", "1")]);
     let second = Monitor::start(&env);
-    second.wait_for(
-        &["uploading dumps left in the spool"],
-        1,
-        Duration::from_secs(20),
-    );
-    second.wait_for(
-        &["reserved the object keys of dumps waiting in the spool"],
-        1,
-        Duration::from_secs(5),
-    );
+    second.wait_for(&[logs::SPOOL_LEFTOVERS], 1, Duration::from_secs(20));
+    second.wait_for(&[logs::SPOOLED_KEYS_RESERVED], 1, Duration::from_secs(5));
     rig.wait_for_all(
         std::slice::from_ref(&pending.key),
         Duration::from_secs(30),
@@ -375,7 +362,7 @@ fn a_monitor_killed_mid_upload_uploads_the_pending_dump_after_restart() {
     );
     // The new run's own baseline gets its own key, never the pending one.
     second.wait_for(
-        &["dump stored", "reason=baseline"],
+        &[logs::DUMP_STORED, logs::REASON_BASELINE],
         2,
         Duration::from_secs(30),
     );
@@ -434,7 +421,7 @@ fn a_broken_socket_is_logged_with_its_cause_and_sampling_goes_on() {
             .join(format!("heap_dump_{name}.sock"))
             .display()
             .to_string();
-        let failed = monitor.wait_for(&["heap dump failed", &cause], 1, Duration::from_secs(20));
+        let failed = monitor.wait_for(&[logs::DUMP_FAILED, &cause], 1, Duration::from_secs(20));
         assert!(
             failed[0].contains(&socket),
             "the error names the socket: {}",
@@ -443,10 +430,10 @@ fn a_broken_socket_is_logged_with_its_cause_and_sampling_goes_on() {
         assert!(failed[0].contains("ERROR"), "{}", failed[0]);
         // Ticks continue after the failure and the baseline is retried; no exit.
         monitor.wait_for_ticks(10, Duration::from_secs(20));
-        monitor.wait_for(&["heap dump failed", &cause], 2, Duration::from_secs(20));
+        monitor.wait_for(&[logs::DUMP_FAILED, &cause], 2, Duration::from_secs(20));
         assert_eq!(monitor.try_status(), None);
         assert!(
-            monitor.matching(&["panicked"]).is_empty(),
+            monitor.matching(&[logs::PANICKED]).is_empty(),
             "{}",
             monitor.logs().join("\n")
         );
@@ -468,7 +455,7 @@ fn a_monitor_restarted_within_the_second_never_overwrites_a_dump() {
         let mut monitor = Monitor::start(&env);
         let line = monitor
             .wait_for(
-                &["dump stored", "reason=baseline"],
+                &[logs::DUMP_STORED, logs::REASON_BASELINE],
                 1,
                 Duration::from_secs(30),
             )
@@ -521,16 +508,16 @@ fn a_target_answering_its_socket_badly_is_logged_with_the_cause_and_sampling_goe
         let mut env = rig.env(&[("DUMP_READ_TIMEOUT", "1s")]);
         env.extend(extra.map(|(k, v)| (k.to_string(), v.to_string())));
         let mut monitor = Monitor::start(&env);
-        let failed = monitor.wait_for(&["heap dump failed", cause], 1, Duration::from_secs(20));
+        let failed = monitor.wait_for(&[logs::DUMP_FAILED, cause], 1, Duration::from_secs(20));
         assert!(
             failed[0].contains(&socket) && failed[0].contains("ERROR"),
             "{how}: the error names the socket: {}",
             failed[0]
         );
         monitor.wait_for_ticks(5, Duration::from_secs(20));
-        monitor.wait_for(&["heap dump failed", cause], 2, Duration::from_secs(20));
+        monitor.wait_for(&[logs::DUMP_FAILED, cause], 2, Duration::from_secs(20));
         assert!(
-            monitor.matching(&["panicked"]).is_empty(),
+            monitor.matching(&[logs::PANICKED]).is_empty(),
             "{how}: {}",
             monitor.logs().join("\n")
         );
@@ -543,21 +530,17 @@ fn a_target_answering_its_socket_badly_is_logged_with_the_cause_and_sampling_goe
     assert_eq!(rig.demo.command("misbehave hang"), "ok\n");
     let mut monitor = Monitor::start(&rig.env(&[("DUMP_READ_TIMEOUT", "60s")]));
     monitor.wait_for(
-        &["requesting heap dump", "reason=baseline"],
+        &[logs::REQUESTING_DUMP, logs::REASON_BASELINE],
         1,
         Duration::from_secs(20),
     );
     monitor.wait_for_ticks(3, Duration::from_secs(10));
-    assert!(monitor.matching(&["heap dump failed"]).is_empty());
+    assert!(monitor.matching(&[logs::DUMP_FAILED]).is_empty());
     let asked = Instant::now();
     // Within twice its 5 s shutdown bound.
     monitor.stop(Duration::from_secs(10));
     assert!(asked.elapsed() < Duration::from_secs(10));
-    monitor.wait_for(
-        &["heap dump still running at shutdown; abandoned"],
-        1,
-        Duration::from_secs(1),
-    );
+    monitor.wait_for(&[logs::CAPTURE_ABANDONED], 1, Duration::from_secs(1));
     assert_eq!(rig.demo.command("misbehave none"), "ok\n");
 }
 
@@ -584,14 +567,14 @@ fn a_target_restarting_repeatedly_gets_a_baseline_each_time_and_the_monitor_stay
     let mut rig = Rig::new(steady("flt-restarts", 16));
     let monitor = Monitor::start(&rig.env(&[]));
     monitor.wait_for(
-        &["dump stored", "reason=baseline"],
+        &[logs::DUMP_STORED, logs::REASON_BASELINE],
         1,
         Duration::from_secs(30),
     );
     // Measure after the first full cycle, once the clients and pools exist.
     rig.demo.restart();
     monitor.wait_for(
-        &["dump stored", "reason=baseline"],
+        &[logs::DUMP_STORED, logs::REASON_BASELINE],
         2,
         Duration::from_secs(30),
     );
@@ -601,7 +584,7 @@ fn a_target_restarting_repeatedly_gets_a_baseline_each_time_and_the_monitor_stay
         rig.demo.restart();
         pids.push(rig.demo.pid());
         monitor.wait_for(
-            &["dump stored", "reason=baseline"],
+            &[logs::DUMP_STORED, logs::REASON_BASELINE],
             i + 3,
             Duration::from_secs(30),
         );
@@ -622,7 +605,7 @@ fn a_target_restarting_repeatedly_gets_a_baseline_each_time_and_the_monitor_stay
         "RSS grew: {start:?} -> {end:?}"
     );
     // A new baseline for every process, each for its own pid.
-    let found = monitor.matching(&["target found"]);
+    let found = monitor.matching(&[logs::TARGET_FOUND]);
     for pid in &pids {
         assert!(
             found.iter().any(|l| l.contains(&format!("pid={pid}"))),
@@ -637,7 +620,7 @@ fn a_target_restarting_repeatedly_gets_a_baseline_each_time_and_the_monitor_stay
         RESTARTS + 2
     );
     assert_eq!(monitor.try_status(), None);
-    assert!(monitor.matching(&["panicked"]).is_empty());
+    assert!(monitor.matching(&[logs::PANICKED]).is_empty());
 }
 
 #[test]
@@ -655,11 +638,11 @@ fn slack_failures_are_logged_retried_where_sensible_and_never_cost_a_dump() {
         ("NETWORK", "testnet"),
     ]));
     monitor.wait_for(
-        &["dump stored", "reason=baseline"],
+        &[logs::DUMP_STORED, logs::REASON_BASELINE],
         1,
         Duration::from_secs(30),
     );
-    monitor.wait_for(&["baseline P50 set"], 1, Duration::from_secs(20));
+    monitor.wait_for(&[logs::BASELINE_SET], 1, Duration::from_secs(20));
 
     // One spike dump per case; the stand-in answers each alert's requests as scripted.
     let cases: [(&str, Vec<Behaviour>, usize, bool); 4] = [
@@ -695,7 +678,7 @@ fn slack_failures_are_logged_retried_where_sensible_and_never_cost_a_dump() {
         }
         rig.demo.spike(160, 1200);
         monitor.wait_for(
-            &["dump stored", "reason=spike"],
+            &[logs::DUMP_STORED, logs::REASON_SPIKE],
             i + 1,
             Duration::from_secs(30),
         );
@@ -703,13 +686,10 @@ fn slack_failures_are_logged_retried_where_sensible_and_never_cost_a_dump() {
         assert_eq!(got.len(), seen + requests, "{case}: requests {got:?}");
         if delivered {
             posted += 1;
-            monitor.wait_for(&["alert posted to Slack"], posted, Duration::from_secs(20));
+            monitor.wait_for(&[logs::ALERT_POSTED], posted, Duration::from_secs(20));
         } else {
             monitor.wait_for(
-                &[
-                    "Slack alert failed; the dump itself is safe",
-                    "channel_not_found",
-                ],
+                &[logs::ALERT_FAILED, "channel_not_found"],
                 1,
                 Duration::from_secs(20),
             );
@@ -740,7 +720,7 @@ fn slack_failures_are_logged_retried_where_sensible_and_never_cost_a_dump() {
     // Not one dump was lost to Slack.
     assert_bucket_matches(&rig, &captured(&monitor), &monitor);
     assert!(
-        monitor.matching(&["alert posted to Slack"]).len() == 3,
+        monitor.matching(&[logs::ALERT_POSTED]).len() == 3,
         "{}",
         monitor.logs().join("\n")
     );
@@ -756,17 +736,17 @@ fn a_full_spool_drops_the_oldest_non_baseline_dump_loudly() {
         ("MEMORY_CHANGE_THRESHOLD", "10GiB"),
     ]));
     monitor.wait_for(
-        &["dump stored", "reason=baseline"],
+        &[logs::DUMP_STORED, logs::REASON_BASELINE],
         1,
         Duration::from_secs(30),
     );
-    monitor.wait_for(&["baseline P50 set"], 1, Duration::from_secs(20));
+    monitor.wait_for(&[logs::BASELINE_SET], 1, Duration::from_secs(20));
     rig.garage.stop();
     // Three spike dumps with room for two: the first is dropped, said so, and counted.
     for i in 0..3 {
         rig.demo.spike(160, 1200);
         monitor.wait_for(
-            &["heap dump captured", "reason=spike"],
+            &[logs::DUMP_CAPTURED, logs::REASON_SPIKE],
             i + 1,
             Duration::from_secs(30),
         );
@@ -776,11 +756,7 @@ fn a_full_spool_drops_the_oldest_non_baseline_dump_loudly() {
         .into_iter()
         .filter(|d| d.reason == "spike")
         .collect();
-    let dropped = monitor.wait_for(
-        &["spool full: dropped the oldest dump"],
-        1,
-        Duration::from_secs(5),
-    );
+    let dropped = monitor.wait_for(&[logs::SPOOL_FULL], 1, Duration::from_secs(5));
     assert!(dropped[0].contains("ERROR"), "{}", dropped[0]);
     assert!(
         dropped[0].contains(&spikes[0].key),

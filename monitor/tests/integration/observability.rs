@@ -3,15 +3,14 @@
 //! in Garage; and a full run at RUST_LOG=trace whose every line is searched for
 //! the configured secrets.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use support::monitor::Monitor;
-use support::rig::{Rig, steady};
-use support::slack::{Behaviour, SlackStandIn};
+use testkit::logs;
+use testkit::monitor::Monitor;
+use testkit::rig::{Rig, steady};
+use testkit::slack::{Behaviour, SlackStandIn};
 
 const MIB: f64 = (1 << 20) as f64;
 
@@ -62,7 +61,7 @@ impl Scrape {
 /// The address the monitor says it serves metrics on.
 fn metrics_addr(monitor: &Monitor) -> SocketAddr {
     let line = monitor
-        .wait_for(&["metrics server listening"], 1, Duration::from_secs(20))
+        .wait_for(&[logs::METRICS_LISTENING], 1, Duration::from_secs(20))
         .remove(0);
     let start = line.find(" addr=").expect("addr field") + 6;
     line[start..]
@@ -221,13 +220,13 @@ fn no_secret_reaches_any_log_line_even_at_trace() {
     // With a session token set, uploads either succeed or fail with an S3
     // error; both paths log. Wait for the baseline's first attempt.
     monitor.wait_for(
-        &["reason=baseline", "heap dump captured"],
+        &[logs::REASON_BASELINE, logs::DUMP_CAPTURED],
         1,
         Duration::from_secs(30),
     );
     let attempted = || {
-        !monitor.matching(&["dump stored"]).is_empty()
-            || !monitor.matching(&["upload failed"]).is_empty()
+        !monitor.matching(&[logs::DUMP_STORED]).is_empty()
+            || !monitor.matching(&[logs::UPLOAD_FAILED]).is_empty()
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     while !attempted() && Instant::now() < deadline {
@@ -238,7 +237,7 @@ fn no_secret_reaches_any_log_line_even_at_trace() {
         "no upload attempt:\n{}",
         monitor.logs().join("\n")
     );
-    monitor.wait_for(&["baseline P50 set"], 1, Duration::from_secs(20));
+    monitor.wait_for(&[logs::BASELINE_SET], 1, Duration::from_secs(20));
     rig.demo.spike(160, 1200);
     // The alert goes out (after the scripted 500) either as stored or spooled.
     let alerted = slack.wait_for_requests(2, Duration::from_secs(60));
@@ -248,27 +247,27 @@ fn no_secret_reaches_any_log_line_even_at_trace() {
         Some(format!("Bearer {SLACK_TOKEN}").as_str()),
         "the token was really used"
     );
-    monitor.wait_for(&["alert posted to Slack"], 1, Duration::from_secs(20));
+    monitor.wait_for(&[logs::ALERT_POSTED], 1, Duration::from_secs(20));
     let _ = Scrape::take(addr);
     monitor.signal(libc::SIGTERM);
     monitor.wait(Duration::from_secs(15)).expect("stops");
 
-    let logs = monitor.logs();
+    let lines = monitor.logs();
     // The run really logged at trace, from the HTTP and AWS crates too.
     for target in ["aws_smithy", "hyper", "reqwest", "aws_sigv4"] {
         assert!(
-            logs.iter().any(|l| l.contains(target)),
+            lines.iter().any(|l| l.contains(target)),
             "no log line from {target}: the test would not see what it logs"
         );
     }
-    assert!(logs.iter().any(|l| l.contains("TRACE")));
-    eprintln!("searched {} log lines at trace", logs.len());
+    assert!(lines.iter().any(|l| l.contains("TRACE")));
+    eprintln!("searched {} log lines at trace", lines.len());
     for (name, secret) in [
         ("AWS_SECRET_ACCESS_KEY", secret_key.as_str()),
         ("AWS_SESSION_TOKEN", SESSION_TOKEN),
         ("SLACK_API_TOKEN", SLACK_TOKEN),
     ] {
-        let leaks: Vec<&String> = logs.iter().filter(|l| l.contains(secret)).collect();
+        let leaks: Vec<&String> = lines.iter().filter(|l| l.contains(secret)).collect();
         assert!(
             leaks.is_empty(),
             "{name} appears in {} log line(s), e.g.:\n{}",

@@ -8,6 +8,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::garage::BUCKET;
+use crate::logs::TICK;
+
 /// A running monitor process.
 pub struct Monitor {
     child: Mutex<Option<Child>>,
@@ -27,7 +30,7 @@ pub fn base_env(binary: &str, socket_dir: &Path, spool_dir: &Path) -> HashMap<St
         ("INITIAL_DELAY", "300ms".into()),
         ("DUMP_COOLDOWN", "30s".into()),
         ("SPIKE_MULTIPLIER", "1.5".into()),
-        ("S3_BUCKET", "dumps".into()),
+        ("S3_BUCKET", BUCKET.into()),
         ("S3_PATH_PREFIX", "it/".into()),
         ("POD_NAME", "pod-a".into()),
         ("HEAP_DUMP_SOCKET_DIR", socket_dir.display().to_string()),
@@ -45,9 +48,6 @@ pub fn base_env(binary: &str, socket_dir: &Path, spool_dir: &Path) -> HashMap<St
     .collect()
 }
 
-/// What the monitor's per-sample debug line contains.
-const TICK: &[&str] = &["monitor::app", " tick "];
-
 /// The value of `name=` in a log line (quotes trimmed), e.g. `rss_anon`.
 pub fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     let needle = format!(" {name}=");
@@ -55,9 +55,10 @@ pub fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     Some(line[at..].split_whitespace().next()?.trim_matches('"'))
 }
 
-/// Path of the monitor binary built for these tests.
+/// Path of the monitor binary built for these tests (see
+/// [`crate::binaries::monitor_binary`]).
 pub fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_memory-monitor"))
+    crate::binaries::monitor_binary()
 }
 
 impl Monitor {

@@ -3,8 +3,6 @@
 //! in an error that names the socket and the cause, and timeouts must fire
 //! within twice their configured bound.
 
-mod support;
-
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -12,8 +10,8 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use monitor::capture::{CaptureError, CaptureSettings, SocketDumper, socket_path};
-use support::demo::{DemoOptions, DemoTarget, rss_anon};
-use support::pprof;
+use testkit::demo::{DemoOptions, DemoTarget, rss_anon};
+use testkit::pprof;
 
 const MIB: u64 = 1024 * 1024;
 

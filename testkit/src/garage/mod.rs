@@ -6,19 +6,28 @@
 //! with `--single-node --default-access-key`, which makes Garage assign and
 //! apply a one-node layout itself and create the access key we chose; that
 //! keeps start-up well under a second.
+//!
+//! [`TestGarage`] adds a fresh bucket and an S3 client to look at what
+//! landed, for tests; [`ensure_installed`] is `cargo xtask setup`'s install.
 
-use std::fs::{self, File, OpenOptions};
+mod bucket;
+mod install;
+mod server;
+
+use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::thread::{self, JoinHandle};
+use std::process::{Command, Stdio};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+
+pub use bucket::{BUCKET, TestGarage};
+pub use install::{ensure_installed, garage_binary};
+use server::{Ports, Server, free_ports, random_hex};
 
 /// The Garage release whose CLI and config format this module speaks.
 pub const GARAGE_VERSION: &str = "2.5.0";
@@ -30,9 +39,6 @@ const REGION: &str = "garage";
 /// It is ready in a fraction of a second when idle; the bound is generous for
 /// a 2-core machine that is also compiling.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How often the owner thread checks whether the server exited by itself.
-const REAP_POLL: Duration = Duration::from_millis(50);
 
 /// Start attempts when the free ports we picked were taken by someone else
 /// before Garage bound them.
@@ -51,71 +57,6 @@ const GARAGE_ENV: &[&str] = &[
     "GARAGE_METRICS_TOKEN_FILE",
     "GARAGE_DEFAULT_BUCKET",
 ];
-
-/// The garage binary: `$GARAGE_BIN`, else `garage` on PATH, else
-/// `$CARGO_HOME/bin/garage` (default `~/.cargo/bin/garage`).
-pub fn garage_binary() -> Result<PathBuf> {
-    if let Some(bin) = std::env::var_os("GARAGE_BIN") {
-        let bin = PathBuf::from(bin);
-        if is_executable(&bin) {
-            return Ok(bin);
-        }
-        bail!(
-            "GARAGE_BIN={} is not an executable file; unset it or point it at a garage {GARAGE_VERSION} binary",
-            bin.display()
-        );
-    }
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .map(|dir| dir.join("garage"));
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
-        .map(|home| home.join("bin").join("garage"));
-    on_path
-        .chain(cargo_home)
-        .find(|candidate| is_executable(candidate))
-        .with_context(|| {
-            format!(
-                "the garage S3 server is not installed (looked at $GARAGE_BIN, PATH and ~/.cargo/bin/garage); \
-                 run `cargo xtask setup` (or `cargo install garage --locked --version {GARAGE_VERSION}`)"
-            )
-        })
-}
-
-/// [`garage_binary`], installing Garage with `cargo install` first when it is
-/// missing.
-pub fn ensure_installed() -> Result<PathBuf> {
-    if let Ok(bin) = garage_binary() {
-        return Ok(bin);
-    }
-    eprintln!(
-        "installing garage {GARAGE_VERSION} with `cargo install garage --locked` \
-         (takes ~7 minutes the first time)..."
-    );
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(&cargo)
-        .args(["install", "garage", "--locked", "--version", GARAGE_VERSION])
-        .status()
-        .with_context(|| format!("running {} install garage", cargo.to_string_lossy()))?;
-    if !status.success() {
-        bail!("`cargo install garage --locked --version {GARAGE_VERSION}` failed: {status}");
-    }
-    garage_binary()
-}
-
-fn is_executable(path: &Path) -> bool {
-    fs::metadata(path).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
-}
-
-/// Ports of one server, chosen once and kept across restarts.
-#[derive(Debug, Clone, Copy)]
-struct Ports {
-    rpc: u16,
-    s3: u16,
-    admin: u16,
-}
 
 /// A single-node Garage server running as a child process. Dropping it kills
 /// and reaps the server; the data directory stays.
@@ -235,7 +176,7 @@ impl Garage {
     pub fn is_running(&self) -> bool {
         self.server
             .as_ref()
-            .is_some_and(|server| !server.thread.is_finished())
+            .is_some_and(|server| !server.is_finished())
     }
 
     /// Environment for a process (memory-monitor, aws CLI) that should upload
@@ -304,7 +245,7 @@ impl Garage {
         let Ports { rpc, s3, admin } = self.ports;
         let dir = &self.dir;
         let config = format!(
-            r#"# Written by xtask::garage for a throw-away single-node server.
+            r#"# Written by testkit::garage for a throw-away single-node server.
 metadata_dir = "{meta}"
 data_dir = "{data}"
 # sqlite opens faster than LMDB's large map and is crash-safe under SIGKILL.
@@ -375,7 +316,7 @@ admin_token = "{admin_token}"
                     self.log_tail()
                 );
             }
-            if self.healthy() {
+            if self.healthy() && self.serves_s3() {
                 return Ok(());
             }
             if started.elapsed() > READY_TIMEOUT {
@@ -405,6 +346,14 @@ admin_token = "{admin_token}"
         }
         let mut head = [0u8; 12];
         stream.read_exact(&mut head).is_ok() && head.ends_with(b" 200")
+    }
+
+    /// Whether the S3 API accepts connections: `/health` can pass a moment
+    /// before its listener is up, and a client then meets "connection
+    /// refused".
+    fn serves_s3(&self) -> bool {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.ports.s3));
+        TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
     }
 
     /// Whether the last run failed because a port was already in use.
@@ -452,121 +401,6 @@ impl Drop for Garage {
     }
 }
 
-/// A running server process, owned by a thread of its own.
-///
-/// The thread spawns the child with `PR_SET_PDEATHSIG`, which fires when the
-/// *spawning thread* ends; since that thread lives exactly as long as the
-/// child, the server dies with us even if we are SIGKILLed (no orphans after
-/// a killed test run), and it never dies early because a test thread ended.
-/// Owning the `Child` in one thread also means kill and reap cannot race with
-/// PID reuse.
-#[derive(Debug)]
-struct Server {
-    stop: mpsc::Sender<()>,
-    thread: JoinHandle<Option<ExitStatus>>,
-}
-
-impl Server {
-    fn spawn(mut command: Command) -> Result<Server> {
-        let (spawned_tx, spawned_rx) = mpsc::channel();
-        let (stop_tx, stop_rx) = mpsc::channel::<()>();
-        let parent = std::process::id();
-        // SAFETY: the closure runs between fork and exec and only calls the
-        // async-signal-safe prctl and getppid.
-        unsafe {
-            command.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // We may have died before the prctl took effect.
-                if libc::getppid() as u32 != parent {
-                    return Err(std::io::Error::other("parent exited"));
-                }
-                Ok(())
-            });
-        }
-        let thread = thread::Builder::new()
-            .name("garage-server".to_owned())
-            .spawn(move || {
-                let mut child = match command.spawn() {
-                    Ok(child) => child,
-                    Err(err) => {
-                        let _ = spawned_tx.send(Err(err));
-                        return None;
-                    }
-                };
-                let _ = spawned_tx.send(Ok(()));
-                loop {
-                    match stop_rx.recv_timeout(REAP_POLL) {
-                        Err(mpsc::RecvTimeoutError::Timeout) => {
-                            if let Ok(Some(status)) = child.try_wait() {
-                                return Some(status);
-                            }
-                        }
-                        // Asked to stop, or the Garage handle is gone.
-                        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => {
-                            let _ = child.kill();
-                            return child.wait().ok();
-                        }
-                    }
-                }
-            })
-            .context("starting the garage owner thread")?;
-        match spawned_rx.recv() {
-            Ok(Ok(())) => Ok(Server {
-                stop: stop_tx,
-                thread,
-            }),
-            Ok(Err(err)) => {
-                let _ = thread.join();
-                Err(err.into())
-            }
-            Err(_) => {
-                let _ = thread.join();
-                bail!("the garage owner thread ended before spawning")
-            }
-        }
-    }
-
-    /// Kills (if still running) and reaps; the exit status if known.
-    fn stop(self) -> Option<ExitStatus> {
-        let _ = self.stop.send(());
-        self.thread.join().ok().flatten()
-    }
-}
-
-/// Three distinct free loopback ports, with their listeners still open.
-fn free_ports() -> Result<(Vec<TcpListener>, Ports)> {
-    let listeners = (0..3)
-        .map(|_| TcpListener::bind("127.0.0.1:0").context("binding a loopback port"))
-        .collect::<Result<Vec<_>>>()?;
-    let ports = listeners
-        .iter()
-        .map(|l| {
-            l.local_addr()
-                .map(|a| a.port())
-                .context("reading a bound port")
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok((
-        listeners,
-        Ports {
-            rpc: ports[0],
-            s3: ports[1],
-            admin: ports[2],
-        },
-    ))
-}
-
-/// `bytes` random bytes from the kernel, as lower-case hex.
-fn random_hex(bytes: usize) -> Result<String> {
-    let mut buf = vec![0u8; bytes];
-    File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .context("reading /dev/urandom")?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -579,19 +413,19 @@ mod tests {
         assert!(garage.endpoint().starts_with("http://127.0.0.1:"));
         assert!(garage.access_key_id().starts_with("GK"));
         assert_eq!(garage.access_key_id().len(), 26);
-        garage.create_bucket("xtask-test").unwrap();
-        let info = garage.cli(&["bucket", "info", "xtask-test"]).unwrap();
+        garage.create_bucket("testkit-test").unwrap();
+        let info = garage.cli(&["bucket", "info", "testkit-test"]).unwrap();
         assert!(info.contains(garage.access_key_id()), "{info}");
         // Creating it twice is an error, not a silent success.
-        assert!(garage.create_bucket("xtask-test").is_err());
+        assert!(garage.create_bucket("testkit-test").is_err());
 
         garage.stop();
         assert!(!garage.is_running());
         assert!(!garage.healthy());
         garage.restart().unwrap();
         // Same data: the bucket survived the restart.
-        let info = garage.cli(&["bucket", "info", "xtask-test"]).unwrap();
-        assert!(info.contains("xtask-test"), "{info}");
+        let info = garage.cli(&["bucket", "info", "testkit-test"]).unwrap();
+        assert!(info.contains("testkit-test"), "{info}");
 
         let env = garage.s3_env();
         let get = |name: &str| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());

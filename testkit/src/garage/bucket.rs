@@ -1,5 +1,5 @@
-//! A real Garage S3 server for a test: `xtask::garage::Garage` in a temporary
-//! directory with a fresh bucket, plus an S3 client to look at what landed.
+//! A [`Garage`] for one test: a temporary directory, a fresh bucket, and an
+//! S3 client to look at what landed.
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
@@ -8,11 +8,11 @@ use anyhow::Context;
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
-use monitor::store::S3Settings;
-use xtask::garage::Garage;
 
-/// The bucket [`TestGarage::start`] creates (the one `support::monitor`'s
-/// base environment names).
+use super::Garage;
+
+/// The bucket [`TestGarage::start`] creates (the one
+/// [`crate::monitor::base_env`] names).
 pub const BUCKET: &str = "dumps";
 
 /// A running Garage with one bucket; stopped and deleted on drop. Derefs to
@@ -58,15 +58,6 @@ impl TestGarage {
         let mut env = self.garage.s3_env();
         env.push(("S3_BUCKET".to_owned(), self.bucket.clone()));
         env
-    }
-
-    /// Store settings for this server's bucket.
-    pub fn settings(&self, max_attempts: u32) -> S3Settings {
-        S3Settings {
-            bucket: self.bucket.clone(),
-            force_path_style: true,
-            max_attempts,
-        }
     }
 
     /// An aws-config loader pointed at this server with the given

@@ -1,0 +1,42 @@
+//! memory-monitor's integration tests, linked into one binary with one module
+//! per area (aya's `test/integration-test` layout). Every part is real: the
+//! `memory-monitor` binary and library, the demo jemalloc target, Garage on
+//! loopback, a Slack stand-in over HTTP, the kernel's eBPF. The rig lives in
+//! the `testkit` crate.
+//!
+//! - [`backoff`]: a target whose captures keep failing is not asked at every sample;
+//! - [`capture`]: heap-dump capture from the demo and from broken targets;
+//! - [`store`]: `S3Store` against Garage;
+//! - [`notify`]: the Slack client against the stand-in;
+//! - [`end_to_end`]: the monitor binary in procfs mode, detection to alert;
+//! - [`faults`]: outages, crashes and bad answers around a running monitor;
+//! - [`observability`]: /metrics, health endpoints, secrets in logs;
+//! - `ebpf`: the eBPF programs against the kernel (feature `ebpf`);
+//! - `ebpf_mode`: the monitor binary in eBPF mode (feature `ebpf`).
+//!
+//! One area: `cargo test -p monitor --test integration store::`. Build the
+//! binaries they drive first: `cargo build -p monitor --bins --examples`.
+//!
+//! Tests share this process, so none may rely on being alone in it: each
+//! demo target runs under a name of its test's own (the monitor finds its
+//! target by name), servers bind port 0, and nothing sets an environment
+//! variable or a limit of this process (children get theirs).
+
+mod backoff;
+mod capture;
+#[cfg(feature = "ebpf")]
+mod ebpf;
+#[cfg(feature = "ebpf")]
+mod ebpf_mode;
+mod end_to_end;
+mod faults;
+mod notify;
+mod observability;
+mod store;
+
+/// Whether a test needing eBPF (root and the monitor's eBPF object) can run
+/// here; fails under CI when it cannot (see [`testkit::guard::can_run`]).
+#[cfg(feature = "ebpf")]
+fn ebpf_can_run() -> bool {
+    testkit::guard::can_run(testkit::guard::ebpf_missing(monitor::ebpf::object_built()))
+}

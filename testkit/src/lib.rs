@@ -1,0 +1,31 @@
+//! The test rig shared by memory-monitor's integration tests, benches and
+//! `cargo xtask demo`: real parts, each one module.
+//!
+//! - [`garage`]: a throw-away Garage S3 server on loopback (and its install);
+//!   [`garage::TestGarage`] adds a fresh bucket and a client to look into it.
+//! - [`demo`]: the demo jemalloc target (`monitor/examples/demo-target.rs`)
+//!   driven over its heap-dump socket: spikes, leaks, restarts.
+//! - [`monitor`]: the real `memory-monitor` binary run with a given
+//!   environment, its log lines collected to wait on; [`logs`] names the
+//!   lines tests wait for.
+//! - [`slack`]: a stand-in for Slack's Web API that answers as scripted.
+//! - [`pprof`]: a decoder for the gzipped pprof profiles the target serves.
+//! - [`rig`]: the above put together for one end-to-end test.
+//! - [`binaries`]: where the built executables are; copies under new names.
+//! - [`guard`]: whether a test needing root or eBPF can run here (and `CI`).
+//!
+//! Dev-only (`publish = false`). It does not depend on the `monitor` crate:
+//! xtask uses [`garage`] before the eBPF toolchain that building `monitor`
+//! needs is installed. Adapters to monitor types live in the tests.
+
+#![warn(missing_docs)]
+
+pub mod binaries;
+pub mod demo;
+pub mod garage;
+pub mod guard;
+pub mod logs;
+pub mod monitor;
+pub mod pprof;
+pub mod rig;
+pub mod slack;

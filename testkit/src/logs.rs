@@ -1,0 +1,91 @@
+//! The monitor's log texts that tests wait for and count, in one place.
+//!
+//! Each constant is a substring of one line the monitor prints, exactly as it
+//! prints it today; tests match lines with [`crate::monitor::Monitor::wait_for`]
+//! and [`crate::monitor::Monitor::matching`], which take several needles per
+//! line (a text here plus, say, [`REASON_BASELINE`]). When the monitor's
+//! wording changes, this file changes with it and the tests do not.
+
+/// Needles of the per-sample debug line (`tick` with `rss_anon=…`), logged by
+/// the app at `RUST_LOG=monitor=debug`.
+pub const TICK: &[&str] = &["monitor::app", " tick "];
+
+/// The window filled for the first time: the leak rule is armed.
+pub const BASELINE_SET: &str = "baseline P50 set";
+/// The monitor started; the line carries `mode=ebpf|procfs`.
+pub const MONITOR_STARTED: &str = "monitor started";
+/// The metrics server is up; the line carries `addr=`.
+pub const METRICS_LISTENING: &str = "metrics server listening";
+/// SIGTERM arrived and shutdown began.
+pub const SIGTERM_RECEIVED: &str = "SIGTERM received";
+
+/// A target process was found; the line carries `pid=`.
+pub const TARGET_FOUND: &str = "target found";
+/// The watched process exited or its pid was reused; carries `pid=`.
+pub const TARGET_LOST: &str = "target exited or was replaced";
+/// No target yet (said once a minute).
+pub const WAITING_FOR_TARGET: &str = "waiting for the target process";
+
+/// eBPF loaded at start; the line lists the attach points.
+pub const EBPF_LOADED: &str = "eBPF mode: programs loaded";
+/// eBPF attached to a target; the line carries `pid=`.
+pub const EBPF_WATCHING: &str = "eBPF watching the target";
+/// Any line about eBPF failing to load at start.
+pub const EBPF_UNAVAILABLE: &str = "eBPF unavailable";
+/// MONITOR_MODE=auto could not load eBPF at start and runs on procfs; the
+/// cause follows the colon.
+pub const EBPF_FALLBACK_AT_START: &str = "eBPF unavailable, falling back to procfs mode:";
+/// MONITOR_MODE=auto loaded eBPF but could not attach to the target it found,
+/// and runs on procfs from then on; the cause follows.
+pub const EBPF_FALLBACK_AT_RUN_TIME: &str =
+    "eBPF cannot watch the target, falling back to procfs mode";
+/// MONITOR_MODE=ebpf could not load eBPF: the fatal error.
+pub const EBPF_REQUIRED_BUT_UNAVAILABLE: &str = "MONITOR_MODE=ebpf but eBPF cannot load";
+
+/// Any spike detection; followed by ` (tick)` or ` (event)`.
+pub const SPIKE_DETECTED: &str = "spike detected";
+/// A spike seen by a regular tick.
+pub const SPIKE_DETECTED_BY_TICK: &str = "spike detected (tick)";
+/// A spike seen by an eBPF wake-up between ticks.
+pub const SPIKE_DETECTED_BY_EVENT: &str = "spike detected (event)";
+/// A rule matched while its cooldown runs; the line carries `reason=`.
+pub const IN_COOLDOWN: &str = "rule matched but is in cooldown";
+
+/// A capture starts; carries `reason=`.
+pub const REQUESTING_DUMP: &str = "requesting heap dump";
+/// A capture succeeded; carries `reason=`, `key=`, `id=`, `bytes=`.
+pub const DUMP_CAPTURED: &str = "heap dump captured";
+/// A capture failed; the line names the socket and the cause.
+pub const DUMP_FAILED: &str = "heap dump failed";
+/// Shutdown gave up on a capture still in flight.
+pub const CAPTURE_ABANDONED: &str = "heap dump still running at shutdown; abandoned";
+/// The spool was full and its oldest non-baseline dump was dropped.
+pub const SPOOL_FULL: &str = "spool full: dropped the oldest dump";
+/// At start: dumps an earlier run left in the spool go to the uploader.
+pub const SPOOL_LEFTOVERS: &str = "uploading dumps left in the spool";
+/// At start: the keys of spooled dumps are kept from new dumps.
+pub const SPOOLED_KEYS_RESERVED: &str = "reserved the object keys of dumps waiting in the spool";
+
+/// A dump landed in S3; carries `reason=`, `uri=`.
+pub const DUMP_STORED: &str = "dump stored";
+/// Any failed upload attempt.
+pub const UPLOAD_FAILED: &str = "upload failed";
+/// A failed upload attempt whose dump waits in the spool for the next one.
+pub const UPLOAD_FAILED_SPOOLED: &str = "upload failed; the dump stays spooled";
+
+/// A Slack alert was accepted.
+pub const ALERT_POSTED: &str = "alert posted to Slack";
+/// A Slack alert failed for good (the dump is stored regardless).
+pub const ALERT_FAILED: &str = "Slack alert failed; the dump itself is safe";
+
+/// A Rust panic message; no monitor line may contain it.
+pub const PANICKED: &str = "panicked";
+
+/// The `reason=` field of a baseline dump's lines.
+pub const REASON_BASELINE: &str = "reason=baseline";
+/// The `reason=` field of a spike dump's lines.
+pub const REASON_SPIKE: &str = "reason=spike";
+/// The `reason=` field of a slow-leak dump's lines.
+pub const REASON_SLOW_LEAK: &str = "reason=slow-leak";
+/// A rule's captures pause after a failed capture (the failure backoff).
+pub const CAPTURES_PAUSED: &str = "captures paused after the failure";
