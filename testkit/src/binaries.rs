@@ -68,9 +68,7 @@ pub fn demo_binary() -> anyhow::Result<PathBuf> {
     let profile_dir = profile_dir()?;
     let exe = profile_dir.join("examples").join("demo-target");
     // testkit sits beside monitor in the workspace.
-    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../monitor/examples")
-        .join("demo-target.rs");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../monitor/examples/demo-target");
     if is_stale(&exe, &source) {
         let mut cmd = Command::new(env!("CARGO"));
         cmd.args([
@@ -101,10 +99,13 @@ pub fn demo_binary() -> anyhow::Result<PathBuf> {
     Ok(exe)
 }
 
-/// Whether `exe` is missing or older than `source`.
+/// Whether `exe` is missing or older than any file in the `source` folder.
 fn is_stale(exe: &Path, source: &Path) -> bool {
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    match (modified(exe), modified(source)) {
+    let newest_source = std::fs::read_dir(source)
+        .ok()
+        .and_then(|entries| entries.filter_map(|e| modified(&e.ok()?.path())).max());
+    match (modified(exe), newest_source) {
         (Some(built), Some(src)) => built < src,
         (None, _) => true,
         (Some(_), None) => false,

@@ -1,4 +1,4 @@
-//! The demo jemalloc target (examples/demo-target.rs) as a test part: spawn it,
+//! The demo jemalloc target (examples/demo-target/) as a test part: spawn it,
 //! talk to its heap-dump socket, make it spike or leak on demand, restart it,
 //! and kill and reap it on drop.
 

@@ -3,7 +3,7 @@
 //!
 //! - [`garage`]: a throw-away Garage S3 server on loopback (and its install);
 //!   [`garage::TestGarage`] adds a fresh bucket and a client to look into it.
-//! - [`demo`]: the demo jemalloc target (`monitor/examples/demo-target.rs`)
+//! - [`demo`]: the demo jemalloc target (`monitor/examples/demo-target/`)
 //!   driven over its heap-dump socket: spikes, leaks, restarts.
 //! - [`monitor`]: the real `memory-monitor` binary run with a given
 //!   environment, its log lines collected to wait on; [`logs`] names the

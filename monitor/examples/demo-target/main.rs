@@ -68,6 +68,10 @@ pub static malloc_conf: MallocConf = MallocConf(
     c"prof:true,prof_active:true,lg_prof_sample:19,dirty_decay_ms:0,muzzy_decay_ms:0".as_ptr(),
 );
 
+mod misbehave;
+
+use misbehave::{MISBEHAVE, MISBEHAVE_LIMIT, Misbehave, misbehave};
+
 const MIB: usize = 1024 * 1024;
 /// Smallest page size on the platforms we run on; writing one byte per 4 KiB
 /// faults in every page even where pages are larger.
@@ -129,22 +133,6 @@ struct Event {
 static EVENTS: Mutex<Vec<Event>> = Mutex::new(Vec::new());
 /// Memory leaked on purpose (pattern leak and `leak` commands); never freed.
 static LEAKED: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
-
-/// How `dump` is answered: real profiles, or one of the faults a broken
-/// service shows, so the monitor's handling can be tested end to end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Misbehave {
-    None,
-    Hang,
-    Trickle,
-    Empty,
-    Garbage,
-}
-
-static MISBEHAVE: Mutex<Misbehave> = Mutex::new(Misbehave::None);
-
-/// How long a misbehaving reply may hold the (one-at-a-time) server.
-const MISBEHAVE_LIMIT: Duration = Duration::from_secs(60);
 
 fn record(kind: &'static str) {
     let unix_ns = SystemTime::now()
@@ -308,36 +296,6 @@ async fn serve_one(stream: UnixStream) -> anyhow::Result<()> {
     write.write_all(&reply).await.context("writing the reply")?;
     write.shutdown().await.context("closing the connection")?;
     Ok(())
-}
-
-/// Answers a dump request the way `mode` says a broken service would.
-async fn misbehave(
-    mode: Misbehave,
-    reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>,
-    write: &mut tokio::net::unix::OwnedWriteHalf,
-) {
-    use tokio::io::AsyncReadExt;
-    match mode {
-        Misbehave::None | Misbehave::Empty => {}
-        // Wait for the client to give up and close its end.
-        Misbehave::Hang => {
-            let mut buf = [0u8; 64];
-            while let Ok(1..) = reader.read(&mut buf).await {}
-        }
-        // The start of a gzip stream, a byte at a time, never finished.
-        Misbehave::Trickle => {
-            for byte in [0x1f_u8, 0x8b, 0x08, 0x00].into_iter().cycle() {
-                if write.write_all(&[byte]).await.is_err() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        Misbehave::Garbage => {
-            let _ = write.write_all(b"this is not a heap profile\n").await;
-        }
-    }
-    let _ = write.shutdown().await;
 }
 
 /// Removes a stale socket left by an earlier run; refuses to delete anything else.

@@ -1,0 +1,54 @@
+//! The demo's faulty answers: a dump request answered the way a broken
+//! service would (hang, trickle, close, garbage), so the monitor's handling
+//! of each can be tested end to end. Switched by the `misbehave` command.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::io::{AsyncWriteExt, BufReader};
+
+/// How `dump` is answered: real profiles, or one of the faults a broken
+/// service shows, so the monitor's handling can be tested end to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Misbehave {
+    None,
+    Hang,
+    Trickle,
+    Empty,
+    Garbage,
+}
+
+pub static MISBEHAVE: Mutex<Misbehave> = Mutex::new(Misbehave::None);
+
+/// How long a misbehaving reply may hold the (one-at-a-time) server.
+pub const MISBEHAVE_LIMIT: Duration = Duration::from_secs(60);
+
+/// Answers a dump request the way `mode` says a broken service would.
+pub async fn misbehave(
+    mode: Misbehave,
+    reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>,
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+) {
+    use tokio::io::AsyncReadExt;
+    match mode {
+        Misbehave::None | Misbehave::Empty => {}
+        // Wait for the client to give up and close its end.
+        Misbehave::Hang => {
+            let mut buf = [0u8; 64];
+            while let Ok(1..) = reader.read(&mut buf).await {}
+        }
+        // The start of a gzip stream, a byte at a time, never finished.
+        Misbehave::Trickle => {
+            for byte in [0x1f_u8, 0x8b, 0x08, 0x00].into_iter().cycle() {
+                if write.write_all(&[byte]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Misbehave::Garbage => {
+            let _ = write.write_all(b"this is not a heap profile\n").await;
+        }
+    }
+    let _ = write.shutdown().await;
+}
