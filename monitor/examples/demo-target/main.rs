@@ -36,12 +36,11 @@ use std::ffi::c_char;
 use std::io::{ErrorKind, IsTerminal};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
-use serde::Serialize;
+
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{SignalKind, signal};
@@ -68,7 +67,10 @@ pub static malloc_conf: MallocConf = MallocConf(
     c"prof:true,prof_active:true,lg_prof_sample:19,dirty_decay_ms:0,muzzy_decay_ms:0".as_ptr(),
 );
 
+mod memory;
 mod misbehave;
+
+use memory::{EVENTS, allocate_touched, leak, record, run_spike, start_pattern};
 
 use misbehave::{MISBEHAVE, MISBEHAVE_LIMIT, Misbehave, misbehave};
 
@@ -121,66 +123,6 @@ struct Args {
     /// first `dump` makes RssAnon jump, which a monitor sees as a spike.
     #[arg(long)]
     no_warm_up: bool,
-}
-
-/// One recorded moment, for latency measurements by tests and benchmarks.
-#[derive(Debug, Clone, Serialize)]
-struct Event {
-    kind: &'static str,
-    unix_ns: u128,
-}
-
-static EVENTS: Mutex<Vec<Event>> = Mutex::new(Vec::new());
-/// Memory leaked on purpose (pattern leak and `leak` commands); never freed.
-static LEAKED: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
-
-fn record(kind: &'static str) {
-    let unix_ns = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    EVENTS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(Event { kind, unix_ns });
-}
-
-/// Allocates `mib` MiB and writes every page so the memory is resident.
-/// Never inlined: its name is what the heap profile should show.
-#[inline(never)]
-fn allocate_touched(mib: usize) -> Vec<u8> {
-    let bytes = mib * MIB;
-    // vec![0; n] may hand out untouched zero pages; the writes below fault
-    // each page in so it counts in RssAnon.
-    let mut block = vec![0u8; bytes];
-    for i in (0..bytes).step_by(PAGE) {
-        block[i] = 1;
-    }
-    std::hint::black_box(&mut block);
-    block
-}
-
-/// Allocates a spike, holds it for `hold`, frees it; records both edges.
-fn run_spike(mib: usize, hold: Duration) {
-    let block = allocate_touched(mib);
-    record("spike-start");
-    info!(
-        mib,
-        hold_ms = hold.as_millis() as u64,
-        "spike allocated and touched"
-    );
-    std::thread::sleep(hold);
-    drop(block);
-    record("spike-end");
-    info!(mib, "spike freed");
-}
-
-fn leak(mib: usize) {
-    let block = allocate_touched(mib);
-    let mut leaked = LEAKED.lock().unwrap_or_else(|p| p.into_inner());
-    leaked.push(block);
-    let total: usize = leaked.iter().map(Vec::len).sum();
-    info!(mib, total_mib = total / MIB, "leaked");
 }
 
 /// Reads jemalloc's counters after advancing the epoch (they are cached).
@@ -400,46 +342,4 @@ async fn main() -> anyhow::Result<()> {
     }
     drop(base);
     Ok(())
-}
-
-/// Starts the background thread for the chosen pattern.
-fn start_pattern(args: &Args) {
-    match args.pattern {
-        Pattern::Steady => {}
-        Pattern::Spikes => {
-            let (mib, hold, every) = (
-                args.spike_mib,
-                Duration::from_millis(args.spike_ms),
-                Duration::from_millis(args.spike_every_ms),
-            );
-            std::thread::spawn(move || {
-                // Fixed schedule: spike n starts at n * every after start
-                // (later if the previous one is still running).
-                let mut next = Instant::now() + every;
-                loop {
-                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
-                    run_spike(mib, hold);
-                    next += every;
-                }
-            });
-        }
-        Pattern::Leak => {
-            let rate = args.leak_mib_per_sec;
-            std::thread::spawn(move || {
-                // Leak in quarter-second steps, carrying the fraction of a MiB
-                // over so slow rates still leak at the right average.
-                let step = Duration::from_millis(250);
-                let mut owed = 0.0f64;
-                loop {
-                    std::thread::sleep(step);
-                    owed += rate * step.as_secs_f64();
-                    let whole = owed.floor();
-                    if whole >= 1.0 {
-                        owed -= whole;
-                        leak(whole as usize);
-                    }
-                }
-            });
-        }
-    }
 }

@@ -1,0 +1,113 @@
+//! The demo's memory behaviour: allocations that stay resident, spikes that
+//! are freed, leaks that are not, the background patterns, and the record of
+//! what happened when (for the tests' timing checks).
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tracing::info;
+
+use super::{Args, MIB, PAGE, Pattern};
+
+/// One recorded moment, for latency measurements by tests and benchmarks.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Event {
+    kind: &'static str,
+    unix_ns: u128,
+}
+
+pub(crate) static EVENTS: Mutex<Vec<Event>> = Mutex::new(Vec::new());
+/// Memory leaked on purpose (pattern leak and `leak` commands); never freed.
+static LEAKED: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+pub(crate) fn record(kind: &'static str) {
+    let unix_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    EVENTS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(Event { kind, unix_ns });
+}
+
+/// Allocates `mib` MiB and writes every page so the memory is resident.
+/// Never inlined: its name is what the heap profile should show.
+#[inline(never)]
+pub(crate) fn allocate_touched(mib: usize) -> Vec<u8> {
+    let bytes = mib * MIB;
+    // vec![0; n] may hand out untouched zero pages; the writes below fault
+    // each page in so it counts in RssAnon.
+    let mut block = vec![0u8; bytes];
+    for i in (0..bytes).step_by(PAGE) {
+        block[i] = 1;
+    }
+    std::hint::black_box(&mut block);
+    block
+}
+
+/// Allocates a spike, holds it for `hold`, frees it; records both edges.
+pub(crate) fn run_spike(mib: usize, hold: Duration) {
+    let block = allocate_touched(mib);
+    record("spike-start");
+    info!(
+        mib,
+        hold_ms = hold.as_millis() as u64,
+        "spike allocated and touched"
+    );
+    std::thread::sleep(hold);
+    drop(block);
+    record("spike-end");
+    info!(mib, "spike freed");
+}
+
+pub(crate) fn leak(mib: usize) {
+    let block = allocate_touched(mib);
+    let mut leaked = LEAKED.lock().unwrap_or_else(|p| p.into_inner());
+    leaked.push(block);
+    let total: usize = leaked.iter().map(Vec::len).sum();
+    info!(mib, total_mib = total / MIB, "leaked");
+}
+
+/// Starts the background thread for the chosen pattern.
+pub(crate) fn start_pattern(args: &Args) {
+    match args.pattern {
+        Pattern::Steady => {}
+        Pattern::Spikes => {
+            let (mib, hold, every) = (
+                args.spike_mib,
+                Duration::from_millis(args.spike_ms),
+                Duration::from_millis(args.spike_every_ms),
+            );
+            std::thread::spawn(move || {
+                // Fixed schedule: spike n starts at n * every after start
+                // (later if the previous one is still running).
+                let mut next = Instant::now() + every;
+                loop {
+                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                    run_spike(mib, hold);
+                    next += every;
+                }
+            });
+        }
+        Pattern::Leak => {
+            let rate = args.leak_mib_per_sec;
+            std::thread::spawn(move || {
+                // Leak in quarter-second steps, carrying the fraction of a MiB
+                // over so slow rates still leak at the right average.
+                let step = Duration::from_millis(250);
+                let mut owed = 0.0f64;
+                loop {
+                    std::thread::sleep(step);
+                    owed += rate * step.as_secs_f64();
+                    let whole = owed.floor();
+                    if whole >= 1.0 {
+                        owed -= whole;
+                        leak(whole as usize);
+                    }
+                }
+            });
+        }
+    }
+}
