@@ -68,7 +68,7 @@ mod tests {
     /// themselves without the object; under CI neither may pass unnoticed.
     #[test]
     fn ci_builds_carry_the_ebpf_object() {
-        let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+        let ci = testkit::guard::in_ci();
         if ci {
             #[cfg(not(feature = "ebpf"))]
             panic!(
