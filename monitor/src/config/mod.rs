@@ -15,7 +15,7 @@ use crate::detector::DetectorSettings;
 use crate::ebpf::EbpfSettings;
 use crate::logging::LogFormat;
 use crate::naming::NamingSettings;
-use crate::notify::{DEFAULT_MAX_ATTEMPTS, SlackSettings};
+use crate::notify::{DEFAULT_MAX_ATTEMPTS, SlackSettings, redact_url};
 pub use crate::sampler::Mode;
 use crate::sampler::SamplerSettings;
 use crate::spool::{Limits, SpoolSettings};
@@ -365,7 +365,7 @@ impl Config {
             Some(s) => {
                 out.push(("SLACK_API_TOKEN", "<redacted>".into()));
                 out.push(("slack channel", s.effective_channel().to_string()));
-                out.push(("SLACK_API_URL", s.api_url.clone()));
+                out.push(("SLACK_API_URL", redact_url(&s.api_url)));
                 out.push(("SLACK_TIMEOUT", human_duration(s.timeout)));
             }
             None => out.push(("SLACK_API_TOKEN", "unset: Slack alerts off".into())),
@@ -512,6 +512,25 @@ mod tests {
             };
             assert!(shown.contains(&var), "{var} missing from {shown:?}");
         }
+    }
+
+    #[test]
+    fn credentials_in_the_slack_url_never_reach_the_log() {
+        let c = parse(&with(&[
+            ("SLACK_API_TOKEN", "t"),
+            ("ENVIRONMENT", "prod"),
+            ("NETWORK", "n"),
+            ("SLACK_API_URL", "https://bot:s3cret@proxy.example/api"),
+        ]))
+        .unwrap();
+        let summary = format!("{:?}", c.summary());
+        assert!(!summary.contains("s3cret"), "{summary}");
+        assert!(
+            summary.contains("https://[redacted]@proxy.example/api"),
+            "{summary}"
+        );
+        let notifier = crate::notify::SlackNotifier::new(c.slack.unwrap()).unwrap();
+        assert!(!format!("{notifier:?}").contains("s3cret"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::message::{Alert, render, truncate};
-use super::settings::SlackSettings;
+use super::settings::{SlackSettings, redact_url};
 use crate::backoff::Backoff;
 
 /// The longest `Retry-After` we wait out. Slack asks for seconds; a longer ask
@@ -124,6 +124,8 @@ pub enum NotifyError {
 pub struct SlackNotifier {
     settings: SlackSettings,
     endpoint: String,
+    /// The endpoint as errors and `Debug` show it: credentials in the URL redacted.
+    shown_endpoint: String,
     client: reqwest::Client,
 }
 
@@ -131,7 +133,7 @@ impl fmt::Debug for SlackNotifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SlackNotifier")
             .field("settings", &self.settings)
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &self.shown_endpoint)
             .finish_non_exhaustive()
     }
 }
@@ -176,12 +178,12 @@ impl SlackNotifier {
         }
         let base = settings.api_url.trim().trim_end_matches('/');
         let parsed = reqwest::Url::parse(base).map_err(|e| NotifyError::BadApiUrl {
-            url: settings.api_url.clone(),
+            url: redact_url(&settings.api_url),
             reason: e.to_string(),
         })?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(NotifyError::BadApiUrl {
-                url: settings.api_url.clone(),
+                url: redact_url(&settings.api_url),
                 reason: format!("scheme {:?} is not http or https", parsed.scheme()),
             });
         }
@@ -193,6 +195,7 @@ impl SlackNotifier {
             .map_err(NotifyError::Client)?;
         Ok(SlackNotifier {
             settings,
+            shown_endpoint: redact_url(&endpoint),
             endpoint,
             client,
         })
@@ -292,19 +295,21 @@ impl SlackNotifier {
         if error.is_timeout() {
             Failure::Timeout
         } else {
-            Failure::Transport(error)
+            // reqwest's text names the URL, credentials and all.
+            Failure::Transport(error.without_url())
         }
     }
 
-    /// The start of a response body, with the token scrubbed in case Slack or
-    /// a proxy echoes the request back.
+    /// The start of an unexpected body (Slack or a proxy may echo the
+    /// request back) for an error, the token redacted
+    /// first: cut first, a token across the cut would leave its prefix.
     fn snippet(&self, bytes: &[u8]) -> String {
-        let text = String::from_utf8_lossy(bytes);
-        truncate(&text, BODY_SNIPPET).replace(&self.settings.token, "[redacted]")
+        let text = String::from_utf8_lossy(bytes).replace(&self.settings.token, "[redacted]");
+        truncate(&text, BODY_SNIPPET)
     }
 
     fn error_for(&self, failure: Failure, attempts: u32) -> NotifyError {
-        let url = self.endpoint.clone();
+        let url = self.shown_endpoint.clone();
         match failure {
             Failure::RateLimited(retry_after) => NotifyError::RateLimited {
                 url,
@@ -349,6 +354,19 @@ mod tests {
 
     fn settings() -> SlackSettings {
         SlackSettings::new("xoxb-secret-token", "prod", "mainnet")
+    }
+
+    #[test]
+    fn a_token_across_the_snippet_cut_leaves_no_prefix() {
+        let notifier = SlackNotifier::new(settings()).unwrap();
+        // The token starts 10 characters before the cut.
+        let body = format!(
+            "{}xoxb-secret-token and more",
+            "x".repeat(BODY_SNIPPET - 10)
+        );
+        let snippet = notifier.snippet(body.as_bytes());
+        assert!(!snippet.contains("xoxb-sec"), "{snippet}");
+        assert!(snippet.contains("[redacted"), "{snippet}");
     }
 
     #[test]

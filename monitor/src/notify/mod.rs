@@ -23,5 +23,5 @@ pub use crate::units::human_bytes;
 pub use client::{NotifyError, SlackNotifier};
 pub use message::{Alert, Location, render};
 pub use settings::{
-    DEFAULT_API_URL, DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT, SlackSettings, channel_for,
+    DEFAULT_API_URL, DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT, SlackSettings, channel_for, redact_url,
 };

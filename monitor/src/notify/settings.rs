@@ -67,13 +67,26 @@ impl fmt::Debug for SlackSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SlackSettings")
             .field("token", &"[redacted]")
-            .field("api_url", &self.api_url)
+            .field("api_url", &redact_url(&self.api_url))
             .field("channel", &self.channel)
             .field("environment", &self.environment)
             .field("network", &self.network)
             .field("timeout", &self.timeout)
             .field("max_attempts", &self.max_attempts)
             .finish()
+    }
+}
+
+/// `url` with any credentials in it (`https://user:secret@host/…`) replaced
+/// by `[redacted]`, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://[redacted]{}", &rest[at..]),
+        None => url.to_string(),
     }
 }
 
@@ -90,6 +103,16 @@ pub fn channel_for(environment: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_a_url_are_redacted() {
+        assert_eq!(
+            redact_url("https://bot:s3cret@proxy.example:8443/api?x=a@b"),
+            "https://[redacted]@proxy.example:8443/api?x=a@b"
+        );
+        assert_eq!(redact_url("https://slack.com/api"), "https://slack.com/api");
+        assert_eq!(redact_url("not a url"), "not a url");
+    }
 
     #[test]
     fn channels_route_by_environment() {
