@@ -89,3 +89,5 @@ pub const REASON_SPIKE: &str = "reason=spike";
 pub const REASON_SLOW_LEAK: &str = "reason=slow-leak";
 /// A rule's captures pause after a failed capture (the failure backoff).
 pub const CAPTURES_PAUSED: &str = "captures paused after the failure";
+/// The soft open-file limit was raised at start.
+pub const NOFILE_RAISED: &str = "open-file limit raised to the hard limit";

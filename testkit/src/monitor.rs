@@ -55,6 +55,28 @@ pub fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     Some(line[at..].split_whitespace().next()?.trim_matches('"'))
 }
 
+/// The monitor binary, started with RLIMIT_NOFILE at `soft` and `hard`;
+/// this process keeps its own limit.
+pub fn with_fd_limit(soft: u64, hard: u64) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(binary());
+    let rlimit = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: the closure runs between fork and exec and only calls
+    // setrlimit, which is async-signal-safe, on a value it owns.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
 /// Path of the monitor binary built for these tests (see
 /// [`crate::binaries::monitor_binary`]).
 pub fn binary() -> PathBuf {

@@ -43,6 +43,7 @@ pub(super) async fn build(config: Config) -> anyhow::Result<(Monitor, Lifecycle)
     // Listen first: a SIGTERM while the rest starts up (S3 credentials, eBPF
     // load) is then a clean stop once the loop begins, not a kill by signal.
     let signal = shutdown_signal().await?;
+    raise_open_file_limit();
     for (var, value) in config.summary() {
         info!(target: "memory_monitor::config", "{var} = {value}");
     }
@@ -127,6 +128,37 @@ fn start_ebpf(mode: Mode, settings: &EbpfSettings) -> anyhow::Result<Option<Ebpf
             Ok(None)
         }
         Err(e) => Err(anyhow::anyhow!(e)).context("MONITOR_MODE=ebpf but eBPF cannot load"),
+    }
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit. eBPF mode opens one perf
+/// event per target thread, so a service with a thousand threads under the
+/// usual 1024 soft limit would leave no descriptor for sockets, spool files
+/// and S3 connections; the hard limit is what the container allows.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        warn!(error = %std::io::Error::last_os_error(), "cannot read the open-file limit; keeping it");
+        return;
+    }
+    if limit.rlim_cur >= limit.rlim_max {
+        return;
+    }
+    let from = limit.rlim_cur;
+    limit.rlim_cur = limit.rlim_max;
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        warn!(from, to = limit.rlim_max, error = %std::io::Error::last_os_error(), "cannot raise the open-file limit; keeping it");
+    } else {
+        info!(
+            from,
+            to = limit.rlim_max,
+            "open-file limit raised to the hard limit"
+        );
     }
 }
 

@@ -15,7 +15,6 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -334,27 +333,6 @@ const FD_LIMIT: u64 = 128;
 /// Runtime threads of that test's target: more than [`FD_LIMIT`] descriptors.
 const TARGET_THREADS: usize = 256;
 
-/// The monitor binary, started with RLIMIT_NOFILE at `limit` (soft and
-/// hard, so it cannot raise it); this process keeps its own limit.
-fn with_fd_limit(limit: u64) -> Command {
-    let mut cmd = Command::new(testkit::monitor::binary());
-    let rlimit = libc::rlimit {
-        rlim_cur: limit,
-        rlim_max: limit,
-    };
-    // SAFETY: the closure runs between fork and exec and only calls
-    // setrlimit, which is async-signal-safe, on a value it owns.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    cmd
-}
-
 /// MONITOR_MODE=auto loads eBPF at start, then cannot watch the target it
 /// finds: one perf event per thread, and the target has more threads than
 /// RLIMIT_NOFILE leaves the monitor descriptors. It falls back to procfs for
@@ -398,7 +376,7 @@ fn after_a_fallback_at_run_time_the_alert_says_procfs_mode() {
     ] {
         env.insert(k.into(), v.into());
     }
-    let monitor = Monitor::start_command(with_fd_limit(FD_LIMIT), &env);
+    let monitor = Monitor::start_command(testkit::monitor::with_fd_limit(FD_LIMIT, FD_LIMIT), &env);
     let log_text = || monitor.logs().join("\n");
 
     // eBPF loaded under the limit: the monitor starts in eBPF mode...

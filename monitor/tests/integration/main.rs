@@ -10,6 +10,7 @@
 //! - [`notify`]: the Slack client against the stand-in;
 //! - [`end_to_end`]: the monitor binary in procfs mode, detection to alert;
 //! - [`faults`]: outages, crashes and bad answers around a running monitor;
+//! - [`limits`]: the process limits the monitor sets itself;
 //! - [`observability`]: /metrics, health endpoints, secrets in logs;
 //! - `ebpf`: the eBPF programs against the kernel (feature `ebpf`);
 //! - `ebpf_mode`: the monitor binary in eBPF mode (feature `ebpf`).
@@ -30,6 +31,7 @@ mod ebpf;
 mod ebpf_mode;
 mod end_to_end;
 mod faults;
+mod limits;
 mod notify;
 mod observability;
 mod store;
