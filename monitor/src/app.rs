@@ -28,6 +28,19 @@ use crate::units::{human_bytes, human_duration};
 
 mod setup;
 
+/// Marks the monitor non-dumpable (`PR_SET_DUMPABLE` 0). In the procfs
+/// variant the service runs under the monitor's UID, and a dumpable process's
+/// `/proc/<pid>/environ` (the Slack token, AWS keys) and memory are readable
+/// by its UID; a non-dumpable one's are not. Called first thing in `main`.
+pub fn hide_from_same_uid() -> std::io::Result<()> {
+    // SAFETY: PR_SET_DUMPABLE takes a plain integer and touches no memory of ours.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Builds every stage from the configuration and runs until SIGTERM/SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let (mut monitor, lifecycle) = setup::build(config).await?;

@@ -48,6 +48,9 @@ pub struct Args {
     /// Slack bot token; unset or empty means no Slack alerts.
     #[arg(long, env = "SLACK_API_TOKEN", hide_env_values = true)]
     pub slack_api_token: Option<String>,
+    /// File holding the Slack bot token (a mounted Secret), instead of SLACK_API_TOKEN: kept out of the environment, which the service's UID could otherwise read.
+    #[arg(long, env = "SLACK_API_TOKEN_FILE")]
+    pub slack_api_token_file: Option<String>,
     /// prod, staging, shadow or other; picks the Slack channel (required with a Slack token).
     #[arg(long, env = "ENVIRONMENT")]
     pub environment: Option<String>,

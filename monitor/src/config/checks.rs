@@ -131,6 +131,18 @@ pub(super) fn slack_channel(v: &str) -> Result<(), String> {
     }
 }
 
+/// The token in the file at `path`, trimmed (a Secret mounted as a file
+/// usually ends in a newline). Its content never appears in the error.
+pub(super) fn token_file(path: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let token = text.trim();
+    if token.is_empty() {
+        Err("the file is empty".into())
+    } else {
+        Ok(token.to_string())
+    }
+}
+
 pub(super) fn boolean(v: &str) -> Result<bool, String> {
     match v.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),

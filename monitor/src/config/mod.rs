@@ -30,6 +30,7 @@ pub use args::{Args, markdown_table};
 pub use checks::ConfigErrors;
 use checks::{
     Checker, absolute_dir, boolean, multiplier, non_zero_duration, positive, slack_channel,
+    token_file,
 };
 
 /// The first upload retry waits this long; later ones double up to
@@ -59,6 +60,8 @@ pub struct Config {
     pub uploader: UploaderSettings,
     /// Slack, when SLACK_API_TOKEN is set (with ENVIRONMENT, NETWORK, SLACK_*).
     pub slack: Option<SlackSettings>,
+    /// SLACK_API_TOKEN_FILE, when the token was read from a file (for the start-up log).
+    pub slack_token_file: Option<std::path::PathBuf>,
     /// METRICS_ADDR (None when "off").
     pub metrics_addr: Option<SocketAddr>,
     /// LOG_FORMAT.
@@ -117,6 +120,15 @@ impl Config {
         let spike_multiplier = c.convert("SPIKE_MULTIPLIER", Some(&a.spike_multiplier), multiplier);
 
         let token = a.slack_api_token.filter(|t| !t.trim().is_empty());
+        let token = match (token, a.slack_api_token_file.as_deref()) {
+            (Some(_), Some(_)) => {
+                c.problems
+                    .push("SLACK_API_TOKEN_FILE: set it or SLACK_API_TOKEN, not both".into());
+                None
+            }
+            (None, Some(path)) => c.convert("SLACK_API_TOKEN_FILE", Some(path), token_file),
+            (token, None) => token,
+        };
         let environment = a.environment.filter(|v| !v.trim().is_empty());
         let network = a.network.filter(|v| !v.trim().is_empty());
         let slack_timeout = c.convert("SLACK_TIMEOUT", Some(&a.slack_timeout), non_zero_duration);
@@ -290,6 +302,7 @@ impl Config {
                 alert_spooled_after: alert_after.ok_or_else(missing)?,
             },
             slack,
+            slack_token_file: a.slack_api_token_file.map(Into::into),
             metrics_addr: metrics_addr.ok_or_else(missing)?,
             log_format: log_format.ok_or_else(missing)?,
             shutdown_timeout: shutdown.ok_or_else(missing)?,
@@ -370,6 +383,11 @@ impl Config {
             }
             None => out.push(("SLACK_API_TOKEN", "unset: Slack alerts off".into())),
         }
+        let file = self.slack_token_file.as_ref();
+        out.push((
+            "SLACK_API_TOKEN_FILE",
+            file.map_or("-".into(), |f| f.display().to_string()),
+        ));
         out
     }
 }
@@ -512,6 +530,40 @@ mod tests {
             };
             assert!(shown.contains(&var), "{var} missing from {shown:?}");
         }
+    }
+
+    #[test]
+    fn the_slack_token_can_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "xoxb-from-file\n").unwrap();
+        let path = file.to_str().unwrap();
+        let slack = [("ENVIRONMENT", "prod"), ("NETWORK", "n")];
+        let c = parse(&with(&[slack[0], slack[1], ("SLACK_API_TOKEN_FILE", path)])).unwrap();
+        assert_eq!(c.slack.as_ref().unwrap().token, "xoxb-from-file");
+        let summary = format!("{:?} {:?}", c.summary(), c);
+        assert!(!summary.contains("xoxb-from-file"), "{summary}");
+        assert!(summary.contains(path), "{summary}");
+
+        // Both at once, an unreadable file, an empty one: each names the cause.
+        let both = parse(&with(&[
+            slack[0],
+            slack[1],
+            ("SLACK_API_TOKEN", "t"),
+            ("SLACK_API_TOKEN_FILE", path),
+        ]))
+        .unwrap_err();
+        assert!(both.to_string().contains("not both"), "{both}");
+        let missing = dir.path().join("nope");
+        let err = parse(&with(&[(
+            "SLACK_API_TOKEN_FILE",
+            missing.to_str().unwrap(),
+        )]))
+        .unwrap_err();
+        assert!(err.to_string().contains("cannot read it"), "{err}");
+        std::fs::write(&file, " \n").unwrap();
+        let err = parse(&with(&[("SLACK_API_TOKEN_FILE", path)])).unwrap_err();
+        assert!(err.to_string().contains("the file is empty"), "{err}");
     }
 
     #[test]

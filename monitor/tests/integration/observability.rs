@@ -5,6 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use testkit::logs;
@@ -275,4 +276,56 @@ fn no_secret_reaches_any_log_line_even_at_trace() {
             leaks[0]
         );
     }
+}
+
+/// The procfs variant runs the monitor under the service's UID. A process of
+/// that UID must not read the monitor's environment (the Slack token): the
+/// monitor marks itself non-dumpable, which makes `/proc/<pid>/environ`
+/// root's.
+#[test]
+fn a_process_of_the_same_uid_cannot_read_the_monitors_token() {
+    let missing = (!testkit::guard::is_root())
+        .then_some("needs root to run the monitor and a reader under another UID");
+    if !testkit::guard::can_run(missing) {
+        return;
+    }
+    const UID: u32 = 65534;
+    const TOKEN: &str = "xoxb-same-uid-must-not-read-this";
+    let rig = Rig::new(steady("obs-nodump", 16));
+    // A spool the monitor's UID owns, in a directory it may enter.
+    let parent = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(parent.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let spool = parent.path().join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    std::os::unix::fs::chown(&spool, Some(UID), Some(UID)).unwrap();
+    let spool_dir = spool.display().to_string();
+    let env = rig.env(&[
+        ("SPOOL_DIR", spool_dir.as_str()),
+        ("SLACK_API_TOKEN", TOKEN),
+        ("SLACK_API_URL", "http://127.0.0.1:9/api"),
+        ("ENVIRONMENT", "staging"),
+        ("NETWORK", "testnet"),
+    ]);
+    let mut cmd = std::process::Command::new(testkit::monitor::binary());
+    std::os::unix::process::CommandExt::uid(&mut cmd, UID);
+    std::os::unix::process::CommandExt::gid(&mut cmd, UID);
+    let mut monitor = Monitor::start_command(cmd, &env);
+    monitor.wait_for(&[logs::MONITOR_STARTED], 1, Duration::from_secs(30));
+
+    let environ = format!("/proc/{}/environ", monitor.pid());
+    let mut reader = std::process::Command::new("cat");
+    std::os::unix::process::CommandExt::uid(&mut reader, UID);
+    std::os::unix::process::CommandExt::gid(&mut reader, UID);
+    let out = reader.arg(&environ).output().expect("run cat");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(TOKEN),
+        "a process of the monitor's UID read its token from {environ}"
+    );
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        "{environ}: {:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(monitor.stop(Duration::from_secs(10)).success());
 }
