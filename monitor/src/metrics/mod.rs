@@ -26,3 +26,13 @@ mod server;
 pub use labels::FailedStage;
 pub use registry::{CONTENT_TYPE, Metrics};
 pub use server::{MetricsError, MetricsServer, serve};
+
+/// A value from the exposition, for tests: the line `name{labels} value`.
+#[cfg(test)]
+fn exposed_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("{series}: {e}"))
+}

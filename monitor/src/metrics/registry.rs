@@ -252,15 +252,7 @@ mod tests {
     use super::*;
     use crate::dump::{MemoryStats, Sampling};
     use crate::metrics::FailedStage;
-
-    /// A value from the exposition: the line `name{labels} value`.
-    fn value(text: &str, series: &str) -> f64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
-            .parse()
-            .unwrap_or_else(|e| panic!("{series}: {e}"))
-    }
+    use crate::metrics::exposed_value as value;
 
     #[test]
     fn every_series_is_exposed_from_the_start() {

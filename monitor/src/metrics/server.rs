@@ -102,17 +102,9 @@ async fn readyz(State(m): State<Arc<Metrics>>) -> Response {
 mod tests {
     use super::*;
     use crate::dump::MemoryStats;
+    use crate::metrics::exposed_value as value;
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    /// A value from the exposition: the line `name{labels} value`.
-    fn value(text: &str, series: &str) -> f64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
-            .parse()
-            .unwrap_or_else(|e| panic!("{series}: {e}"))
-    }
 
     async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
