@@ -61,6 +61,7 @@ impl Uploader {
             store,
             notifier: notifier.map(Arc::new),
             spool,
+            retry: Backoff::new(settings.initial_delay, settings.max_delay).jittered(),
             settings,
             metrics,
             rx,
@@ -134,6 +135,8 @@ struct Worker<S> {
     notifier: Option<Arc<SlackNotifier>>,
     spool: Spool,
     settings: UploaderSettings,
+    /// The retry schedule: a job's wait is the step of its failed attempts.
+    retry: Backoff,
     metrics: Arc<Metrics>,
     rx: mpsc::UnboundedReceiver<Payload>,
     shutdown: watch::Receiver<bool>,
@@ -200,9 +203,7 @@ impl<S: ObjectStore> Worker<S> {
             if let Some(why) = job.last_error.clone() {
                 self.alert_waiting(&mut queue, &why);
             }
-            let delay = Backoff::new(self.settings.initial_delay, self.settings.max_delay)
-                .jittered()
-                .delay(job.attempts);
+            let delay = self.retry.delay(job.attempts);
             queue.push_front(job);
             self.metrics.set_upload_queue(queue.len());
             if *self.shutdown.borrow() {
