@@ -228,8 +228,8 @@ impl Monitor {
     fn on_capture_done(&mut self, finished: Finished) {
         let Finished { request, result } = finished;
         let now = Instant::now();
-        let bytes = match result {
-            Ok(bytes) => bytes,
+        let captured = match result {
+            Ok(captured) => captured,
             Err(e) => {
                 self.metrics.failed(FailedStage::Capture);
                 error!(reason = %request.reason, error = %e, "heap dump failed; no cooldown started");
@@ -249,6 +249,6 @@ impl Monitor {
                 self.metrics.baseline_taken();
             }
         }
-        self.handoff.deliver(&request, bytes, current_target);
+        self.handoff.deliver(&request, captured, current_target);
     }
 }

@@ -18,6 +18,9 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason.
+    pub const ALL: [Reason; 3] = [Reason::Baseline, Reason::Spike, Reason::SlowLeak];
+
     /// The name used in object keys, metadata and logs.
     pub fn as_str(self) -> &'static str {
         match self {

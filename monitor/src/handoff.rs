@@ -1,6 +1,8 @@
 //! The hand-off from capture to delivery: a captured dump gets its name and
-//! record, goes into the spool, and is passed to the uploader.
+//! record, is committed to the spool, and is passed to the uploader.
 //!
+//! The capture streamed the dump into the spool already; committing links it
+//! into place and writes its record, on a blocking thread (it syncs the disk).
 //! When the spool cannot take a dump (disk full, directory gone), the dump is
 //! handed to the uploader in memory instead, as long as few enough already
 //! wait there ([`crate::uploader::MAX_IN_MEMORY`]); otherwise it is dropped,
@@ -10,14 +12,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use tracing::{debug, error, info};
+use tracing::{debug, error, info, warn};
 
-use crate::capture::Request;
+use crate::capture::{Captured, Request};
 use crate::dump::{DumpInfo, Reason};
 use crate::metrics::{FailedStage, Metrics};
 use crate::naming::DumpNames;
-use crate::spool::{Spool, SpoolRecord};
-use crate::uploader::{MAX_IN_MEMORY, Uploader};
+use crate::spool::{Spool, SpoolRecord, Spooled};
+use crate::uploader::{Deliveries, MAX_IN_MEMORY, Uploader};
 
 /// Names, records and spools captured dumps, and hands them to the uploader.
 pub struct Handoff {
@@ -61,7 +63,7 @@ impl Handoff {
     /// says whether the dump is of the process watched now (a late dump of a
     /// replaced process is still stored, but its baseline is not offered in
     /// alerts about the new one).
-    pub fn deliver(&mut self, request: &Request, bytes: Vec<u8>, current_target: bool) {
+    pub fn deliver(&mut self, request: &Request, captured: Captured, current_target: bool) {
         let captured_at = Utc::now();
         let (id, key) = self.names.name(captured_at, request.reason);
         let info = DumpInfo {
@@ -74,7 +76,7 @@ impl Handoff {
             captured_at,
             key,
             stats: request.stats,
-            size: bytes.len() as u64,
+            size: captured.size(),
             mode: Some(request.mode),
         };
         info!(reason = %info.reason, bytes = info.size, key = %info.key, id = %info.id, "heap dump captured");
@@ -83,36 +85,82 @@ impl Handoff {
             self.latest_baseline_key = Some(info.key.clone());
         }
         let record = SpoolRecord::new(info, baseline_key);
-        match self.spool.put(record.clone(), &bytes) {
-            Ok((spooled, dropped)) => {
-                self.metrics.spooled();
-                for d in dropped {
-                    self.metrics.dropped(d.record.info.reason);
-                    error!(key = %d.record.info.key, reason = %d.record.info.reason, "spool full: dropped the oldest dump to make room");
-                }
-                self.uploader.deliver(spooled);
-            }
-            Err(e) => {
-                self.metrics.failed(FailedStage::Spool);
-                let key = record.info.key.clone();
-                let reason = record.info.reason;
-                if self.uploader.deliver_unspooled(record, bytes) {
-                    error!(error = %e, key = %key, "cannot spool the dump; it will be uploaded from memory only");
-                } else {
-                    self.metrics.dropped(reason);
-                    error!(
-                        error = %e,
-                        key = %key,
-                        "cannot spool the dump and {MAX_IN_MEMORY} unspooled dumps already wait in memory; this one is dropped",
-                    );
-                }
-            }
-        }
+        let keeper = Keeper {
+            spool: self.spool.clone(),
+            deliveries: self.uploader.deliveries(),
+            metrics: self.metrics.clone(),
+        };
+        tokio::task::spawn_blocking(move || keeper.keep(record, captured));
     }
 
     /// Lets the uploader finish what it can within `bound`.
     pub async fn finish(self, bound: Duration) {
         self.uploader.finish(bound).await;
+    }
+}
+
+/// Commits one dump to the spool and hands it to the uploader (on a
+/// blocking thread: commits sync the disk).
+struct Keeper {
+    spool: Spool,
+    deliveries: Deliveries,
+    metrics: Arc<Metrics>,
+}
+
+impl Keeper {
+    fn keep(self, record: SpoolRecord, captured: Captured) {
+        let (bytes, evicted, why) = match captured {
+            Captured::Staged(staged) => match self.spool.commit(staged, record.clone()) {
+                Ok(committed) => {
+                    self.metrics.spooled();
+                    self.report_dropped(committed.dropped);
+                    if let Some(e) = committed.limit_error {
+                        warn!(error = %e, key = %record.info.key, "the dump is spooled, but keeping the spool within its limits failed");
+                    }
+                    self.deliveries.spooled(committed.spooled);
+                    return;
+                }
+                Err((e, staged)) => match staged.into_memory() {
+                    Ok(bytes) => (bytes, Vec::new(), e.to_string()),
+                    Err(read) => {
+                        self.metrics.failed(FailedStage::Spool);
+                        self.metrics.dropped(record.info.reason);
+                        error!(error = %e, read_back = %read, key = %record.info.key, "cannot spool the dump nor read it back; it is lost");
+                        return;
+                    }
+                },
+            },
+            Captured::Memory {
+                bytes,
+                evicted,
+                why,
+            } => {
+                let why = why.map_or_else(|| "not streamed to the spool".into(), |e| e.to_string());
+                (bytes, evicted, why)
+            }
+        };
+        self.report_dropped(evicted);
+        self.metrics.failed(FailedStage::Spool);
+        let key = record.info.key.clone();
+        let reason = record.info.reason;
+        if self.deliveries.unspooled(record, bytes.into()) {
+            error!(error = %why, key = %key, "cannot spool the dump; it will be uploaded from memory only");
+        } else {
+            self.metrics.dropped(reason);
+            error!(
+                error = %why,
+                key = %key,
+                "cannot spool the dump and {MAX_IN_MEMORY} unspooled dumps already wait in memory; this one is dropped",
+            );
+        }
+    }
+
+    /// Dumps evicted from a full spool before they were stored.
+    fn report_dropped(&self, dropped: Vec<Spooled>) {
+        for d in dropped {
+            self.metrics.dropped(d.record.info.reason);
+            error!(key = %d.record.info.key, reason = %d.record.info.reason, "spool full: dropped the oldest dump to make room");
+        }
     }
 }
 
@@ -149,7 +197,8 @@ mod tests {
                 max_bytes: 1 << 20,
             },
         )
-        .unwrap();
+        .unwrap()
+        .with_path_prefix("p/");
         let at = Utc::now();
         let key = crate::naming::object_key("p/", "pod", at, Reason::Spike);
         let info = DumpInfo {

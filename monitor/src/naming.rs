@@ -192,25 +192,64 @@ pub fn dump_id(at: DateTime<Utc>, reason: Reason) -> String {
     )
 }
 
-/// Why a spooled record's `id` and `key` cannot be a dump this monitor made
-/// under `key_prefix`, if they cannot. The spool may sit where the target's
-/// UID can write, so a record is input: its id becomes a file name and its
-/// key an object we overwrite.
-pub fn foreign(key_prefix: &str, id: &str, key: &str) -> Option<String> {
+/// Why a spooled record's `id` and `key` cannot be a dump a monitor of this
+/// deployment made under `path_prefix` (S3_PATH_PREFIX), if they cannot. The
+/// key may name any pod (an earlier pod's dumps are uploaded too) but must
+/// have the monitor's form, `<pod>-<YYYY-MM-DD-HH-MM-SS>-<reason>[-N].pprof`.
+/// A record is input: its id becomes a file name and its key an object we
+/// overwrite.
+pub fn foreign(path_prefix: &str, id: &str, key: &str) -> Option<String> {
     let id_ok = !id.is_empty()
         && !id.contains("..")
         && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if !id_ok {
-        Some(format!("its id {id:?} is not one the monitor makes"))
-    } else if !key.starts_with(key_prefix) || !key.ends_with(EXTENSION) {
-        Some(format!(
-            "its key {key:?} is not under {key_prefix:?}: not written by this monitor"
-        ))
-    } else {
-        None
+        return Some(format!("its id {id:?} is not one the monitor makes"));
     }
+    let Some(tail) = key.strip_prefix(path_prefix) else {
+        return Some(format!(
+            "its key {key:?} is not under {path_prefix:?}: not written by a monitor of this deployment"
+        ));
+    };
+    if key_tail_ok(tail) {
+        None
+    } else {
+        Some(format!(
+            "its key {key:?} is not one the monitor makes (<pod>-<time>-<reason>.pprof under {path_prefix:?})"
+        ))
+    }
+}
+
+/// Whether `tail` (a key without S3_PATH_PREFIX) is
+/// `<pod>-<YYYY-MM-DD-HH-MM-SS>-<reason>[-N].pprof`.
+fn key_tail_ok(tail: &str) -> bool {
+    let Some(stem) = tail.strip_suffix(EXTENSION) else {
+        return false;
+    };
+    // An optional "-N" (N >= 2) added by the allocator for a clash.
+    let stem = match stem.rsplit_once('-') {
+        Some((rest, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => rest,
+        _ => stem,
+    };
+    let Some(before_reason) = Reason::ALL
+        .iter()
+        .find_map(|r| stem.strip_suffix(r.as_str())?.strip_suffix('-'))
+    else {
+        return false;
+    };
+    const TIME_LEN: usize = "2025-01-01-00-00-00".len();
+    let Some(split) = before_reason.len().checked_sub(TIME_LEN + 1) else {
+        return false;
+    };
+    let (pod, time) = before_reason.split_at(split);
+    let pod_ok = !pod.is_empty()
+        && pod
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    pod_ok
+        && time.starts_with('-')
+        && chrono::NaiveDateTime::parse_from_str(&time[1..], "%Y-%m-%d-%H-%M-%S").is_ok()
 }
 
 /// Whether `path` names a dump's bytes (as opposed to its record).
@@ -321,17 +360,31 @@ mod tests {
 
     #[test]
     fn records_must_carry_our_key_form_and_a_safe_id() {
-        let prefix = key_prefix("p/", "pod");
-        assert_eq!(prefix, "p/pod-");
+        assert_eq!(key_prefix("p/", "pod"), "p/pod-");
+        let id = "20250307T090501.000Z-spike-0000beef";
+        for ok in [
+            "p/pod-2025-03-07-09-05-01-spike.pprof",
+            "p/pod-2025-03-07-09-05-01-slow-leak-3.pprof",
+            // An earlier pod of the same deployment.
+            "p/svc-7d9f-xk2p-2025-03-07-09-05-01-baseline.pprof",
+        ] {
+            assert_eq!(foreign("p/", id, ok), None, "{ok}");
+        }
         let ok = "p/pod-2025-03-07-09-05-01-spike.pprof";
-        assert_eq!(
-            foreign(&prefix, "20250307T090501.000Z-spike-0000beef", ok),
-            None
-        );
-        assert!(foreign(&prefix, "../x", ok).is_some());
-        assert!(foreign(&prefix, "", ok).is_some());
-        assert!(foreign(&prefix, "a", "other/pod-x.pprof").is_some());
-        assert!(foreign(&prefix, "a", "p/pod-x.json").is_some());
+        assert!(foreign("p/", "../x", ok).is_some());
+        assert!(foreign("p/", "", ok).is_some());
+        for bad in [
+            "other/pod-2025-03-07-09-05-01-spike.pprof",
+            "p/pod-x.pprof",
+            "p/pod-2025-03-07-09-05-01-spike.json",
+            "p/a/b-2025-03-07-09-05-01-spike.pprof",
+            "p/-2025-03-07-09-05-01-spike.pprof",
+            "p/pod-2025-13-07-09-05-01-spike.pprof",
+            "p/pod-2025-03-07-09-05-01-other.pprof",
+            "p/2025-03-07-09-05-01-spike.pprof",
+        ] {
+            assert!(foreign("p/", id, bad).is_some(), "{bad}");
+        }
     }
 
     #[test]
@@ -341,7 +394,7 @@ mod tests {
         let (id, key) = names.name(at(1), Reason::Spike);
         assert_eq!(key, "p/pod-2025-03-07-09-05-01-spike-2.pprof");
         assert!(id.starts_with("20250307T090501.000Z-spike-"), "{id}");
-        assert_eq!(foreign(&names.key_prefix(), &id, &key), None);
+        assert_eq!(foreign("p/", &id, &key), None);
         assert!(is_dump_file(std::path::Path::new(&format!(
             "/s/{}",
             dump_file_name(&id)

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::future::Future;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, ConfigLoader};
@@ -159,6 +160,22 @@ impl StoreError {
     }
 }
 
+/// What to upload: a spooled dump, streamed from its file, or bytes held in
+/// memory (shared, never copied per attempt).
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// A file, read while it is sent.
+    File(PathBuf),
+    /// Bytes in memory.
+    Bytes(bytes::Bytes),
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(bytes: Vec<u8>) -> Body {
+        Body::Bytes(bytes.into())
+    }
+}
+
 /// Where dumps are uploaded. The app is generic over this so tests can use a
 /// local S3 (Garage) or, for failure paths, a store of their own.
 pub trait ObjectStore: Send + Sync + 'static {
@@ -167,7 +184,7 @@ pub trait ObjectStore: Send + Sync + 'static {
     fn put(
         &self,
         key: &str,
-        body: Vec<u8>,
+        body: Body,
         metadata: &[(String, String)],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
@@ -264,17 +281,31 @@ impl ObjectStore for S3Store {
     async fn put(
         &self,
         key: &str,
-        body: Vec<u8>,
+        body: Body,
         metadata: &[(String, String)],
     ) -> Result<(), StoreError> {
         let metadata: HashMap<String, String> = metadata.iter().cloned().collect();
+        let body = match body {
+            // Streamed from disk, so the monitor never holds the dump.
+            Body::File(path) => {
+                ByteStream::from_path(&path)
+                    .await
+                    .map_err(|e| StoreError::Put {
+                        bucket: self.bucket.clone(),
+                        key: key.to_owned(),
+                        retryable: true,
+                        detail: format!("cannot read the spooled dump {}: {e}", path.display()),
+                    })?
+            }
+            Body::Bytes(bytes) => ByteStream::from(bytes),
+        };
         self.client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
             .content_type("application/octet-stream")
             .set_metadata(Some(metadata))
-            .body(ByteStream::from(body))
+            .body(body)
             .send()
             .await
             .map(drop)

@@ -22,7 +22,7 @@ use crate::metrics::{Metrics, MetricsServer};
 use crate::naming::DumpNames;
 use crate::notify::SlackNotifier;
 use crate::sampler::{Mode, Sampler};
-use crate::spool::Spool;
+use crate::spool::{ASIDE_DIR, Spool};
 use crate::store::S3Store;
 use crate::uploader::Uploader;
 
@@ -72,7 +72,9 @@ pub(super) async fn build(config: Config) -> anyhow::Result<(Monitor, Lifecycle)
     let names = DumpNames::from_settings(&config.naming);
     let spool = Spool::open(&config.spool.dir, config.spool.limits)
         .context("cannot open the spool")?
-        .with_key_prefix(names.key_prefix());
+        .with_path_prefix(&config.naming.prefix)
+        .with_dump_max_size(config.capture.max_bytes);
+    tidy_spool(&spool, &metrics);
     let (stop_uploader, stopping) = watch::channel(false);
     let uploader = Uploader::spawn(
         store,
@@ -89,6 +91,7 @@ pub(super) async fn build(config: Config) -> anyhow::Result<(Monitor, Lifecycle)
         detector: Detector::new(config.detector.clone()),
         slot: CaptureSlot::new(
             SocketDumper::new(&binary, config.capture.clone()),
+            spool.clone(),
             metrics.clone(),
         ),
         handoff: Handoff::new(names, &binary, spool, uploader, metrics.clone()),
@@ -103,6 +106,29 @@ pub(super) async fn build(config: Config) -> anyhow::Result<(Monitor, Lifecycle)
         shutdown_timeout: config.shutdown_timeout,
     };
     Ok((monitor, lifecycle))
+}
+
+/// Clears what a crash or a foreign writer left in the spool, and says so.
+fn tidy_spool(spool: &Spool, metrics: &Metrics) {
+    match spool.tidy() {
+        Ok(tidied) => {
+            metrics.spool_tidied(&tidied);
+            for (file, why) in &tidied.moved_aside {
+                warn!(file = %file, why = %why, aside = %spool.dir().join(ASIDE_DIR).display(), "moved a spool entry aside; it will not be uploaded");
+            }
+            if tidied.changed_anything() {
+                info!(
+                    partial_files_removed = tidied.partial,
+                    dumps_without_record_removed = tidied.orphan_dumps,
+                    records_without_dump_removed = tidied.orphan_records,
+                    moved_aside = tidied.moved_aside.len(),
+                    pending = tidied.pending,
+                    "spool tidied after an earlier run"
+                );
+            }
+        }
+        Err(e) => warn!(error = %e, "cannot tidy the spool; leftovers stay until the next start"),
+    }
 }
 
 /// Loads the eBPF programs as MONITOR_MODE asks. `auto` falls back to procfs

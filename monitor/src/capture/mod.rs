@@ -11,17 +11,21 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use std::io::Write;
+
 use tokio::net::UnixStream;
-use tokio::time::Instant;
 
 use crate::procfs::ProcFs;
+use crate::spool::{Spool, SpoolError};
 
 mod reply;
+mod sink;
 mod slot;
 
-use reply::{check_gzip, read_capped};
+use reply::{check_gzip, receive};
+use sink::Sink;
 
+pub use sink::Captured;
 pub use slot::{CaptureSlot, Finished, Request};
 
 /// The request line of the protocol.
@@ -143,6 +147,16 @@ pub enum CaptureError {
         /// What was wrong with it.
         detail: String,
     },
+    /// The spool failed mid-capture and the bytes written so far could not
+    /// be read back into memory.
+    #[error("heap dump from socket {path} could not be kept: {source}")]
+    Spool {
+        /// The socket path.
+        path: PathBuf,
+        /// The spool failure.
+        #[source]
+        source: SpoolError,
+    },
     /// Any other I/O failure, with the step that failed.
     #[error("{op} heap dump socket {path}: {source}")]
     Io {
@@ -185,56 +199,126 @@ impl SocketDumper {
         &self.settings
     }
 
-    /// Requests one heap dump and returns the gzipped pprof bytes.
+    /// Requests one heap dump and returns the gzipped pprof bytes, held in
+    /// memory (tests and small dumps; the monitor uses [`Self::dump_into`]).
+    pub async fn dump(&self, target_pid: Option<i32>) -> Result<Vec<u8>, CaptureError> {
+        match self.exchange(target_pid, None).await? {
+            Captured::Memory { bytes, .. } => Ok(bytes),
+            Captured::Staged(staged) => {
+                staged.into_memory().map_err(|source| CaptureError::Spool {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// Requests one heap dump and streams it into `spool` (into memory if the
+    /// spool fails: see [`Captured`]).
+    pub async fn dump_into(
+        &self,
+        target_pid: Option<i32>,
+        spool: &Spool,
+    ) -> Result<Captured, CaptureError> {
+        self.exchange(target_pid, Some(spool.clone())).await
+    }
+
+    /// Connects, then hands the exchange to a blocking thread: the peer check
+    /// reads /proc and the reply is written to disk as it arrives.
     ///
     /// With `target_pid`, the process serving the socket must be that
     /// process or a descendant of it (checked with SO_PEERCRED), so a stale or
     /// planted socket cannot feed us someone else's data.
-    pub async fn dump(&self, target_pid: Option<i32>) -> Result<Vec<u8>, CaptureError> {
+    async fn exchange(
+        &self,
+        target_pid: Option<i32>,
+        spool: Option<Spool>,
+    ) -> Result<Captured, CaptureError> {
         let path = &self.path;
         check_is_socket(path)?;
-        let mut stream =
-            tokio::time::timeout(self.settings.connect_timeout, UnixStream::connect(path))
-                .await
-                .map_err(|_| CaptureError::ConnectTimeout {
-                    path: path.clone(),
-                    after: self.settings.connect_timeout,
-                })?
-                .map_err(|source| CaptureError::Connect {
-                    path: path.clone(),
-                    source,
-                })?;
+        let stream = tokio::time::timeout(self.settings.connect_timeout, UnixStream::connect(path))
+            .await
+            .map_err(|_| CaptureError::ConnectTimeout {
+                path: path.clone(),
+                after: self.settings.connect_timeout,
+            })?
+            .map_err(|source| CaptureError::Connect {
+                path: path.clone(),
+                source,
+            })?;
+        let peer = match target_pid {
+            Some(target) => Some((target, peer_pid(&stream, path)?)),
+            None => None,
+        };
+        let stream = stream
+            .into_std()
+            .and_then(|s| s.set_nonblocking(false).map(|()| s))
+            .map_err(|source| CaptureError::Io {
+                path: path.clone(),
+                op: "preparing",
+                source,
+            })?;
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.exchange_blocking(stream, peer, spool))
+            .await
+            .map_err(|e| CaptureError::Io {
+                path: path.clone(),
+                op: "capturing from",
+                source: std::io::Error::other(format!("the capture thread failed: {e}")),
+            })?
+    }
 
-        if let Some(target) = target_pid {
-            check_peer(&stream, path, &self.procfs, target)?;
+    fn exchange_blocking(
+        &self,
+        mut stream: std::os::unix::net::UnixStream,
+        peer: Option<(i32, i32)>,
+        spool: Option<Spool>,
+    ) -> Result<Captured, CaptureError> {
+        let path = &self.path;
+        if let Some((target, found)) = peer {
+            check_peer(path, &self.procfs, target, found)?;
         }
-
         // One deadline for the whole exchange: a target that trickles bytes
         // must not keep the monitor busy longer than read_timeout.
         let after = self.settings.read_timeout;
-        let deadline = Instant::now() + after;
-        match tokio::time::timeout_at(deadline, stream.write_all(REQUEST)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(source)) => {
-                return Err(CaptureError::Write {
-                    path: path.clone(),
-                    source,
-                });
-            }
-            Err(_) => {
+        let deadline = std::time::Instant::now() + after;
+        let sent = stream
+            .set_write_timeout(Some(after))
+            .and_then(|()| stream.write_all(REQUEST));
+        match sent {
+            Ok(()) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Err(CaptureError::ReadTimeout {
                     path: path.clone(),
                     after,
                     bytes_so_far: 0,
                 });
             }
+            Err(source) => {
+                return Err(CaptureError::Write {
+                    path: path.clone(),
+                    source,
+                });
+            }
         }
-
-        let reply =
-            read_capped(&mut stream, path, deadline, after, self.settings.max_bytes).await?;
-        check_gzip(path, &reply)?;
-        tracing::debug!(socket = %path.display(), bytes = reply.len(), "heap dump received");
-        Ok(reply)
+        let mut sink = match &spool {
+            Some(spool) => Sink::spool(spool),
+            None => Sink::memory(),
+        };
+        let max = self.settings.max_bytes;
+        let head = receive(&mut stream, path, deadline, after, max, &mut sink)?;
+        check_gzip(path, &head)?;
+        let captured = sink.finish().map_err(|source| CaptureError::Spool {
+            path: path.clone(),
+            source,
+        })?;
+        tracing::debug!(socket = %path.display(), bytes = captured.size(), "heap dump received");
+        Ok(captured)
     }
 }
 
@@ -275,23 +359,23 @@ fn check_is_socket(path: &Path) -> Result<(), CaptureError> {
     })
 }
 
-/// Checks that the socket's server is `target` or one of its descendants.
-fn check_peer(
-    stream: &UnixStream,
-    path: &Path,
-    procfs: &ProcFs,
-    target: i32,
-) -> Result<(), CaptureError> {
+/// The pid of the process serving the socket (SO_PEERCRED).
+fn peer_pid(stream: &UnixStream, path: &Path) -> Result<i32, CaptureError> {
     let cred = stream.peer_cred().map_err(|source| CaptureError::Io {
         path: path.to_path_buf(),
         op: "reading SO_PEERCRED of",
         source,
     })?;
-    let found = cred.pid().ok_or_else(|| CaptureError::Io {
+    cred.pid().ok_or_else(|| CaptureError::Io {
         path: path.to_path_buf(),
         op: "reading the peer pid of",
         source: io::Error::other("SO_PEERCRED returned no pid"),
-    })?;
+    })
+}
+
+/// Checks that `found`, the socket's server, is `target` or one of its
+/// descendants (reads /proc: run it off the async workers).
+fn check_peer(path: &Path, procfs: &ProcFs, target: i32, found: i32) -> Result<(), CaptureError> {
     // The caller may hold a thread id; SO_PEERCRED reports the process (tgid).
     let expected = procfs.tgid(target).unwrap_or(target);
     if procfs.descends_from(found, expected) {

@@ -1,72 +1,102 @@
 //! Reading and checking the target's reply: to EOF within one deadline and a
-//! size cap, and only a gzip stream (what a pprof dump is) accepted.
+//! size cap, streamed into a [`Sink`] as it arrives, and only a gzip stream
+//! (what a pprof dump is) accepted. Runs on a blocking thread: the reply may
+//! be hundreds of MiB written to disk.
 
 use std::io::{self, Read};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::Duration;
-
-use tokio::io::AsyncReadExt;
-use tokio::net::UnixStream;
-use tokio::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::CaptureError;
+use super::sink::Sink;
 
 /// How many leading bytes a [`CaptureError::NotGzip`] shows.
 const SHOWN_BYTES: usize = 16;
 /// How much of a non-gzip reply is shown as text when it reads as text.
 const SHOWN_TEXT: usize = 160;
-/// Read granularity; also the most we read past nothing when the cap is near.
+/// Read granularity, and how much of the reply's start is kept to check it.
 const CHUNK: usize = 64 * 1024;
 
-/// Reads to EOF before `deadline`, failing as soon as more than `cap` bytes arrived.
-pub(super) async fn read_capped(
+/// Reads to EOF before `deadline` into `sink`, failing as soon as more than
+/// `cap` bytes arrived or the reply cannot be gzip. Returns the reply's
+/// first [`CHUNK`] bytes, for [`check_gzip`].
+pub(super) fn receive(
     stream: &mut UnixStream,
     path: &Path,
     deadline: Instant,
     after: Duration,
     cap: u64,
+    sink: &mut Sink,
 ) -> Result<Vec<u8>, CaptureError> {
-    let mut reply = Vec::new();
+    let mut head = Vec::new();
+    let mut total: u64 = 0;
     let mut chunk = vec![0u8; CHUNK];
     loop {
+        let timeout = || CaptureError::ReadTimeout {
+            path: path.to_path_buf(),
+            after,
+            bytes_so_far: total,
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(timeout());
+        }
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|source| io_error(path, "setting the read timeout of", source))?;
         // Ask for at most one byte past the cap: enough to know it was passed.
-        let room = cap.saturating_sub(reply.len() as u64).saturating_add(1);
+        let room = cap.saturating_sub(total).saturating_add(1);
         let want = usize::try_from(room).unwrap_or(usize::MAX).min(CHUNK);
-        let read = tokio::time::timeout_at(deadline, stream.read(&mut chunk[..want])).await;
-        let n = match read {
-            Ok(Ok(n)) => n,
-            Ok(Err(source)) => {
-                return Err(CaptureError::Io {
-                    path: path.to_path_buf(),
-                    op: "reading from",
-                    source,
-                });
+        let n = match stream.read(&mut chunk[..want]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(timeout());
             }
-            Err(_) => {
-                return Err(CaptureError::ReadTimeout {
-                    path: path.to_path_buf(),
-                    after,
-                    bytes_so_far: reply.len() as u64,
-                });
-            }
+            Err(source) => return Err(io_error(path, "reading from", source)),
         };
         if n == 0 {
             break;
         }
-        reply.extend_from_slice(&chunk[..n]);
-        if reply.len() as u64 > cap {
+        total += n as u64;
+        if total > cap {
             return Err(CaptureError::TooLarge {
                 path: path.to_path_buf(),
                 cap,
             });
         }
+        let keep = (CHUNK - head.len()).min(n);
+        head.extend_from_slice(&chunk[..keep]);
+        // Refuse a reply that is not gzip before writing much of it.
+        if head.len() >= 2 && head[..2] != [0x1f, 0x8b] {
+            check_gzip(path, &head)?;
+        }
+        sink.write(&chunk[..n])
+            .map_err(|source| CaptureError::Spool {
+                path: path.to_path_buf(),
+                source,
+            })?;
     }
-    if reply.is_empty() {
+    if head.is_empty() {
         return Err(CaptureError::Empty {
             path: path.to_path_buf(),
         });
     }
-    Ok(reply)
+    Ok(head)
+}
+
+fn io_error(path: &Path, op: &'static str, source: io::Error) -> CaptureError {
+    CaptureError::Io {
+        path: path.to_path_buf(),
+        op,
+        source,
+    }
 }
 
 /// Accepts only a reply that starts with the gzip magic and whose gzip header

@@ -24,12 +24,13 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::{CaptureError, SocketDumper};
+use super::{CaptureError, Captured, SocketDumper};
 use crate::backoff::Backoff;
 use crate::dump::{MemoryStats, Reason, Sampling, Trigger};
 use crate::metrics::Metrics;
 use crate::naming::rest_of_second;
 use crate::procfs::ProcessId;
+use crate::spool::Spool;
 use crate::units::human_duration;
 
 /// Backoff bounds after a failed capture, for every reason.
@@ -56,18 +57,20 @@ pub struct Request {
 pub struct Finished {
     /// What was asked.
     pub request: Request,
-    /// The gzipped pprof, or the error text.
-    pub result: Result<Vec<u8>, String>,
+    /// The dump (in the spool, or in memory), or the error text.
+    pub result: Result<Captured, String>,
 }
 
 struct InFlight {
     request: Request,
-    task: JoinHandle<Result<Vec<u8>, CaptureError>>,
+    task: JoinHandle<Result<Captured, CaptureError>>,
 }
 
 /// The capture in flight, the baseline schedule and the start-second gate.
 pub struct CaptureSlot {
     dumper: Arc<SocketDumper>,
+    /// Where replies are streamed.
+    spool: Spool,
     in_flight: Option<InFlight>,
     baseline_due: Option<Instant>,
     /// Reasons whose last capture failed, and their backoff.
@@ -78,11 +81,12 @@ pub struct CaptureSlot {
 }
 
 impl CaptureSlot {
-    /// An idle slot capturing through `dumper`, closed until the current UTC
-    /// second ends.
-    pub fn new(dumper: SocketDumper, metrics: Arc<Metrics>) -> Self {
+    /// An idle slot capturing through `dumper` into `spool`, closed until
+    /// the current UTC second ends.
+    pub fn new(dumper: SocketDumper, spool: Spool, metrics: Arc<Metrics>) -> Self {
         CaptureSlot {
             dumper: Arc::new(dumper),
+            spool,
             in_flight: None,
             baseline_due: None,
             failing: HashMap::new(),
@@ -132,7 +136,8 @@ impl CaptureSlot {
         info!(reason = %request.reason, socket = %self.dumper.socket_path().display(), "requesting heap dump");
         let dumper = self.dumper.clone();
         let pid = request.target.pid;
-        let task = tokio::spawn(async move { dumper.dump(Some(pid)).await });
+        let spool = self.spool.clone();
+        let task = tokio::spawn(async move { dumper.dump_into(Some(pid), &spool).await });
         self.in_flight = Some(InFlight { request, task });
     }
 
@@ -211,8 +216,8 @@ impl CaptureSlot {
 
 /// Joins a capture task's result with the task's own failure (a panic).
 fn flatten(
-    joined: Result<Result<Vec<u8>, CaptureError>, tokio::task::JoinError>,
-) -> Result<Vec<u8>, String> {
+    joined: Result<Result<Captured, CaptureError>, tokio::task::JoinError>,
+) -> Result<Captured, String> {
     match joined {
         Ok(result) => result.map_err(|e| e.to_string()),
         Err(e) => Err(format!("capture task failed: {e}")),

@@ -22,6 +22,7 @@ mod labels;
 mod record;
 mod registry;
 mod server;
+mod spool;
 
 pub use labels::FailedStage;
 pub use registry::{CONTENT_TYPE, Metrics};

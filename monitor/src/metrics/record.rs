@@ -58,6 +58,11 @@ impl Metrics {
         self.spooled.inc();
     }
 
+    /// The spool was tidied at start.
+    pub fn spool_tidied(&self, tidied: &crate::spool::Tidied) {
+        self.spool.tidied(tidied);
+    }
+
     /// A dump was dropped from a full spool before it was stored.
     pub fn dropped(&self, reason: Reason) {
         self.dropped

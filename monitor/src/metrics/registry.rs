@@ -15,6 +15,7 @@ use tracing::error;
 
 use super::health::Health;
 use super::labels::{KERNEL_OUTCOMES, MODES, One, REASONS, STAGES, TRIGGERS, Two};
+use super::spool::SpoolSeries;
 use crate::dump::{Reason, Trigger};
 use crate::ebpf::EbpfStats;
 
@@ -52,6 +53,7 @@ pub struct Metrics {
     pub(super) ever_found: AtomicBool,
     /// Liveness and readiness.
     pub(super) health: Health,
+    pub(super) spool: SpoolSeries,
 }
 
 impl Metrics {
@@ -87,7 +89,9 @@ impl Metrics {
             baseline_taken: Gauge::default(),
             ever_found: AtomicBool::new(false),
             health: Health::new(check_interval),
+            spool: SpoolSeries::default(),
         };
+        m.spool.register(&mut registry);
         registry.register_with_unit(
             "rss_anon",
             "RssAnon of the target at the last sample (0 without a target)",

@@ -330,9 +330,11 @@ async fn trickling_reply_hits_the_overall_deadline() {
     let dir = tempfile::tempdir().unwrap();
     let (_, server) = fake_target(dir.path(), "trickle", |mut s| {
         read_request(&mut s);
-        // A byte every 50 ms: never idle long, never done.
+        // A byte every 50 ms (a gzip start, so it is not refused as
+        // garbage): never idle long, never done.
         let mut sent = 0;
-        while s.write_all(&[0x1f]).is_ok() && sent < 200 {
+        let gzip_start = [0x1f_u8, 0x8b, 0x08, 0x00];
+        while s.write_all(&[gzip_start[sent % 4]]).is_ok() && sent < 200 {
             sent += 1;
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use monitor::dump::{DumpInfo, MemoryStats, Reason};
 use monitor::naming::object_key;
-use monitor::store::{ObjectStore, S3Settings, S3Store, StoreError, object_metadata};
+use monitor::store::{Body, ObjectStore, S3Settings, S3Store, StoreError, object_metadata};
 use testkit::garage::TestGarage;
 
 /// Set for the child process of `connect_uses_the_standard_aws_environment`.
@@ -66,7 +66,14 @@ async fn put_reads_back_identical_with_metadata() {
     let info = dump_info();
     let body = dump_body();
     let metadata = object_metadata(&info);
-    store.put(&info.key, body.clone(), &metadata).await.unwrap();
+    // Streamed from a file, as the uploader sends spooled dumps.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dump.pprof");
+    std::fs::write(&file, &body).unwrap();
+    store
+        .put(&info.key, Body::File(file), &metadata)
+        .await
+        .unwrap();
 
     assert_eq!(garage.list_keys("it/").await, vec![info.key.clone()]);
     let (stored, stored_metadata) = garage.get_object(&info.key).await;
@@ -129,7 +136,7 @@ async fn child_put_from_env() {
     .await
     .unwrap();
     store
-        .put(&key, dump_body(), &object_metadata(&dump_info()))
+        .put(&key, dump_body().into(), &object_metadata(&dump_info()))
         .await
         .unwrap();
 }
@@ -149,7 +156,7 @@ async fn outage_is_retryable_and_heals_after_restart() {
 
     garage.stop();
     let err = store
-        .put(&info.key, body.clone(), &metadata)
+        .put(&info.key, body.clone().into(), &metadata)
         .await
         .unwrap_err();
     assert!(err.is_retryable(), "{err}");
@@ -159,7 +166,10 @@ async fn outage_is_retryable_and_heals_after_restart() {
     assert!(message.contains(&info.key), "{message}");
 
     garage.restart().unwrap();
-    store.put(&info.key, body.clone(), &metadata).await.unwrap();
+    store
+        .put(&info.key, body.clone().into(), &metadata)
+        .await
+        .unwrap();
     let (stored, _) = garage.get_object(&info.key).await;
     assert!(
         stored == body,
@@ -186,7 +196,7 @@ async fn wrong_credentials_are_final_and_not_echoed() {
         .await
         .unwrap();
         let err = store
-            .put(&info.key, dump_body(), &object_metadata(&info))
+            .put(&info.key, dump_body().into(), &object_metadata(&info))
             .await
             .unwrap_err();
         assert!(!err.is_retryable(), "{err}");
@@ -216,7 +226,10 @@ async fn missing_bucket_is_final() {
     )
     .await
     .unwrap();
-    let err = store.put("k.pprof", b"x".to_vec(), &[]).await.unwrap_err();
+    let err = store
+        .put("k.pprof", b"x".to_vec().into(), &[])
+        .await
+        .unwrap_err();
     assert!(!err.is_retryable(), "{err}");
     assert!(err.to_string().contains("no-such-bucket"), "{err}");
 }

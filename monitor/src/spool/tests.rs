@@ -1,0 +1,397 @@
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+
+use chrono::{TimeZone, Utc};
+
+use super::*;
+use crate::dump::{DumpInfo, MemoryStats, Reason};
+
+fn record(id: &str, reason: Reason, secs: i64) -> SpoolRecord {
+    let at = Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap();
+    SpoolRecord::new(
+        DumpInfo {
+            id: id.into(),
+            binary: "svc".into(),
+            pid: 42,
+            pod: "pod-0".into(),
+            captured_at: at,
+            key: naming::object_key("p/", "pod-0", at, reason),
+            stats: MemoryStats::default(),
+            size: 3,
+            ..DumpInfo::example(reason)
+        },
+        None,
+    )
+}
+
+fn limits(max_dumps: usize, max_bytes: u64) -> Limits {
+    Limits {
+        max_dumps,
+        max_bytes,
+    }
+}
+
+/// A spool under `dir` whose dumps are at most 16 bytes (so reserving room
+/// never evicts in these small tests) and whose keys lie under `p/`.
+fn spool_in(dir: &Path, limits: Limits) -> Spool {
+    Spool::open(dir, limits)
+        .unwrap()
+        .with_dump_max_size(16)
+        .with_path_prefix("p/")
+}
+
+fn ids(spool: &Spool) -> Vec<String> {
+    let (pending, _) = spool.pending().unwrap();
+    pending.into_iter().map(|d| d.record.info.id).collect()
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_record_spooled_by_an_earlier_version_is_still_read() {
+    // Written before the record format was versioned: no `version`, no
+    // `info.mode`, no `spooled_alert_sent`.
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path().join("spool"), limits(10, 1 << 20))
+        .unwrap()
+        .with_path_prefix("it/");
+    let id = "20251129T101112.345Z-spike-1a2b3c4d";
+    fs::write(
+        spool.dir().join(format!("{id}.json")),
+        include_str!("../../tests/fixtures/spool-record-v1.json"),
+    )
+    .unwrap();
+    fs::write(spool.dir().join(format!("{id}.pprof")), b"dump").unwrap();
+    let (pending, bad) = spool.pending().unwrap();
+    assert!(bad.is_empty(), "{bad:?}");
+    assert_eq!(pending.len(), 1);
+    let record = &pending[0].record;
+    assert_eq!(record.version, 1);
+    assert_eq!(record.info.mode, None);
+    assert!(!record.spooled_alert_sent);
+    assert_eq!(record.info.key, "it/pod-a-2025-11-29-10-11-12-spike.pprof");
+    assert_eq!(record.info.stats.current, 300 << 20);
+    assert_eq!(
+        record.baseline_key.as_deref(),
+        Some("it/pod-a-2025-11-29-10-10-00-baseline.pprof")
+    );
+    assert_eq!(fs::read(&pending[0].path).unwrap(), b"dump");
+}
+
+#[test]
+fn put_pending_remove_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_in(&dir.path().join("spool"), limits(10, 1 << 20));
+    let mode = fs::metadata(spool.dir()).unwrap().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    let b = spool.put(record("b", Reason::Spike, 2), b"two").unwrap();
+    assert!(b.dropped.is_empty() && b.limit_error.is_none());
+    spool.put(record("a", Reason::Baseline, 1), b"one").unwrap();
+    assert_eq!(fs::metadata(&b.spooled.path).unwrap().mode() & 0o777, 0o600);
+    // Only the dumps and their records: no temporary file is left.
+    assert_eq!(
+        names_in(spool.dir()),
+        ["a.json", "a.pprof", "b.json", "b.pprof"]
+    );
+
+    // A second monitor process (a restart) sees the same dumps, oldest first.
+    let reopened = spool_in(&dir.path().join("spool"), limits(10, 1 << 20));
+    let (pending, bad) = reopened.pending().unwrap();
+    assert!(bad.is_empty());
+    assert_eq!(ids(&reopened), ["a", "b"]);
+    assert_eq!(fs::read(&pending[1].path).unwrap(), b"two");
+    reopened.remove(&pending[0]).unwrap();
+    assert_eq!(ids(&reopened), ["b"]);
+}
+
+#[test]
+fn an_existing_dump_is_never_overwritten_and_no_partial_file_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_in(dir.path(), limits(10, 1 << 20));
+    spool.put(record("x", Reason::Spike, 1), b"first").unwrap();
+    let err = spool
+        .put(record("x", Reason::Spike, 1), b"second")
+        .unwrap_err();
+    assert!(err.to_string().contains("x.pprof"), "{err}");
+    assert_eq!(fs::read(dir.path().join("x.pprof")).unwrap(), b"first");
+    assert_eq!(names_in(dir.path()), ["x.json", "x.pprof"]);
+}
+
+#[test]
+fn a_writer_dropped_midway_removes_its_partial_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_in(dir.path(), limits(10, 1 << 20));
+    let mut writer = spool.begin().unwrap();
+    writer.write_all(b"half a dump").unwrap();
+    assert_eq!(names_in(dir.path()).len(), 1, "the partial file exists");
+    drop(writer);
+    assert!(names_in(dir.path()).is_empty());
+
+    // Taken back into memory: the bytes come along, the file goes.
+    let mut writer = spool.begin().unwrap();
+    writer.write_all(b"kept").unwrap();
+    let (bytes, evicted) = writer.into_memory().unwrap();
+    assert_eq!(bytes, b"kept");
+    assert!(evicted.is_empty());
+    assert!(names_in(dir.path()).is_empty());
+}
+
+#[test]
+fn symlinks_are_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_in(&dir.path().join("s"), limits(10, 1 << 20));
+    let victim = dir.path().join("victim");
+    fs::write(&victim, b"precious").unwrap();
+    std::os::unix::fs::symlink(&victim, spool.dir().join("evil.pprof")).unwrap();
+    assert!(spool.put(record("evil", Reason::Spike, 1), b"x").is_err());
+    assert_eq!(fs::read(&victim).unwrap(), b"precious");
+    // A symlinked spool directory is refused too.
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(spool.dir(), &link).unwrap();
+    let err = Spool::open(&link, limits(1, 1)).unwrap_err();
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+}
+
+#[test]
+fn limits_drop_the_oldest_non_baseline_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_in(dir.path(), limits(3, 1 << 20));
+    spool
+        .put(record("base", Reason::Baseline, 1), b"b")
+        .unwrap();
+    spool.put(record("s1", Reason::Spike, 2), b"1").unwrap();
+    spool.put(record("s2", Reason::SlowLeak, 3), b"2").unwrap();
+    // Room for the fourth is made before it is written.
+    let put = spool.put(record("s3", Reason::Spike, 4), b"3").unwrap();
+    let dropped: Vec<_> = put.dropped.iter().map(|d| &d.record.info.id).collect();
+    assert_eq!(dropped, ["s1"]);
+    assert_eq!(ids(&spool), ["base", "s2", "s3"]);
+}
+
+#[test]
+fn byte_limit_applies_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_in(dir.path(), limits(100, 10));
+    spool.put(record("a", Reason::Spike, 1), b"123456").unwrap();
+    let put = spool.put(record("b", Reason::Spike, 2), b"123456").unwrap();
+    assert_eq!(put.dropped.len(), 1);
+    assert_eq!(put.dropped[0].record.info.id, "a");
+}
+
+#[test]
+fn a_failure_to_enforce_the_limits_does_not_unspool_the_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_in(dir.path(), limits(100, 8));
+    spool.put(record("old", Reason::Spike, 1), b"1234").unwrap();
+    let mut writer = spool.begin().unwrap();
+    writer.write_all(b"123456").unwrap();
+    // Meanwhile the oldest dump's file became impossible to remove (a
+    // directory in its place), so the eviction after the commit fails.
+    fs::remove_file(dir.path().join("old.pprof")).unwrap();
+    fs::create_dir(dir.path().join("old.pprof")).unwrap();
+    fs::write(dir.path().join("old.pprof/x"), [0u8; 64]).unwrap();
+    let staged = writer.finish().unwrap();
+    let put = spool
+        .commit(staged, record("new", Reason::Spike, 2))
+        .unwrap();
+    let err = put.limit_error.expect("the eviction failed").to_string();
+    assert!(err.contains("old.pprof"), "{err}");
+    assert_eq!(fs::read(&put.spooled.path).unwrap(), b"123456");
+    assert!(ids(&spool).contains(&"new".to_string()));
+}
+
+#[test]
+fn the_spooled_alert_is_remembered_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_in(dir.path(), limits(10, 1 << 20));
+    let put = spool.put(record("a", Reason::Spike, 1), b"1").unwrap();
+    assert!(!put.spooled.record.spooled_alert_sent);
+    spool.mark_alerted(&put.spooled).unwrap();
+    let reopened = spool_in(dir.path(), limits(10, 1 << 20));
+    let (pending, _) = reopened.pending().unwrap();
+    assert!(pending[0].record.spooled_alert_sent);
+    assert_eq!(pending[0].record.version, RECORD_VERSION);
+}
+
+#[test]
+fn tidy_clears_what_a_crash_leaves_and_moves_foreign_records_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_in(dir.path(), limits(10, 1 << 20));
+    spool.put(record("ours", Reason::Spike, 1), b"1").unwrap();
+    // An earlier pod of the same deployment: uploaded under its own key.
+    let mut earlier = record("earlier", Reason::Spike, 2);
+    earlier.info.key = "p/svc-5d8f9-qx7zt-2023-11-14-22-13-22-spike.pprof".into();
+    // A key outside S3_PATH_PREFIX, a key not of the monitor's form, an id
+    // that escapes the directory, and a record that is not JSON.
+    let mut outside = record("outside", Reason::Spike, 3);
+    outside.info.key = "elsewhere/pod-0-2023-11-14-22-13-23-spike.pprof".into();
+    let mut odd = record("odd", Reason::Spike, 4);
+    odd.info.key = "p/important-object.pprof".into();
+    let escape = record("../../etc/x", Reason::Spike, 5);
+    for (name, r) in [
+        ("earlier", earlier),
+        ("outside", outside),
+        ("odd", odd),
+        ("escape", escape),
+    ] {
+        fs::write(
+            dir.path().join(format!("{name}.json")),
+            serde_json::to_vec(&r).unwrap(),
+        )
+        .unwrap();
+        fs::write(dir.path().join(format!("{name}.pprof")), b"x").unwrap();
+    }
+    fs::write(dir.path().join("junk.json"), b"{not json").unwrap();
+    // What a crash leaves: partial files, a dump without its record, a
+    // record without its dump.
+    fs::write(dir.path().join(".capture-00aa.tmp"), b"part").unwrap();
+    fs::write(dir.path().join(".x.json.tmp"), b"{").unwrap();
+    fs::write(dir.path().join("half.pprof"), b"bytes").unwrap();
+    let mut lonely = record("lonely", Reason::Spike, 6);
+    lonely.info.key = "p/pod-0-2023-11-14-22-13-26-spike.pprof".into();
+    fs::write(
+        dir.path().join("lonely.json"),
+        serde_json::to_vec(&lonely).unwrap(),
+    )
+    .unwrap();
+
+    let tidied = spool.tidy().unwrap();
+    assert_eq!(tidied.partial, 2);
+    assert_eq!(tidied.orphan_dumps, 1);
+    assert_eq!(tidied.orphan_records, 1);
+    let mut aside: Vec<_> = tidied.moved_aside.iter().map(|(f, _)| f.as_str()).collect();
+    aside.sort();
+    assert_eq!(
+        aside,
+        ["escape.json", "junk.json", "odd.json", "outside.json"]
+    );
+    assert_eq!(tidied.pending, 2);
+    assert_eq!(ids(&spool), ["ours", "earlier"]);
+    assert_eq!(
+        names_in(&dir.path().join(ASIDE_DIR)),
+        [
+            "escape.json",
+            "escape.pprof",
+            "junk.json",
+            "odd.json",
+            "odd.pprof",
+            "outside.json",
+            "outside.pprof"
+        ]
+    );
+    // Nothing is reported again: a second start finds a clean spool.
+    let again = spool.tidy().unwrap();
+    assert!(!again.changed_anything(), "{again:?}");
+    assert!(spool.pending().unwrap().1.is_empty());
+}
+
+/// A tmpfs of `mib` MiB mounted on a fresh directory, unmounted on drop.
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn mount(mib: u32) -> Option<SmallDisk> {
+        if !testkit::guard::can_run(
+            (!testkit::guard::is_root()).then_some("needs root to mount a tmpfs"),
+        ) {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={mib}m,mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount tmpfs failed");
+        Some(SmallDisk(dir))
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_mid_stream_evicts_the_oldest_dumps_and_the_dump_is_kept() {
+    let Some(disk) = SmallDisk::mount(10) else {
+        return;
+    };
+    let mib = |n: usize| vec![0x5au8; n << 20];
+    let spool = Spool::open(disk.path().join("spool"), limits(100, 1 << 30))
+        .unwrap()
+        .with_dump_max_size(8 << 20)
+        .with_path_prefix("p/");
+    // The disk is empty when the dump starts: nothing to reserve against.
+    let mut writer = spool.begin().unwrap();
+    // Meanwhile other dumps fill the disk (written through another handle,
+    // which has no size history, so it reserves nothing either).
+    let other = Spool::open(disk.path().join("spool"), limits(100, 1 << 30))
+        .unwrap()
+        .with_path_prefix("p/");
+    for (i, id) in ["a", "b", "c"].into_iter().enumerate() {
+        other
+            .put(record(id, Reason::Spike, i as i64), &mib(2))
+            .unwrap();
+    }
+    let body = mib(6);
+    for chunk in body.chunks(64 << 10) {
+        writer.write_all(chunk).unwrap();
+    }
+    let mut staged = writer.finish().unwrap();
+    let evicted: Vec<_> = staged
+        .take_evicted()
+        .into_iter()
+        .map(|d| d.record.info.id)
+        .collect();
+    assert!(!evicted.is_empty(), "the disk was too small for all four");
+    assert_eq!(evicted, ["a", "b", "c"][..evicted.len()], "oldest first");
+    let committed = spool.commit(staged, record("d", Reason::Spike, 9)).unwrap();
+    assert_eq!(fs::read(&committed.spooled.path).unwrap(), body);
+}
+
+#[test]
+fn room_is_made_before_writing_when_the_disk_cannot_hold_the_likely_size() {
+    let Some(disk) = SmallDisk::mount(10) else {
+        return;
+    };
+    let spool = Spool::open(disk.path().join("spool"), limits(100, 1 << 30))
+        .unwrap()
+        .with_dump_max_size(8 << 20)
+        .with_path_prefix("p/");
+    for (i, id) in ["a", "b", "c"].into_iter().enumerate() {
+        spool
+            .put(record(id, Reason::Spike, i as i64), &vec![1u8; 2 << 20])
+            .unwrap();
+    }
+    // 6 MiB used, about 4 MiB free: twice the largest (4 MiB) does not fit.
+    assert_eq!(spool.expected_size(), 4 << 20);
+    let mut writer = spool.begin().unwrap();
+    writer.write_all(b"next").unwrap();
+    let mut staged = writer.finish().unwrap();
+    let evicted: Vec<_> = staged
+        .take_evicted()
+        .into_iter()
+        .map(|d| d.record.info.id)
+        .collect();
+    assert_eq!(evicted, ["a"]);
+}

@@ -1,0 +1,289 @@
+//! The upload loop: the dump due first is tried next; each dump keeps its
+//! own attempt count and next-attempt time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+
+use super::{MemorySlot, PERMANENT_RETRY_DELAY, UploaderSettings};
+use crate::backoff::Backoff;
+use crate::dump::Reason;
+use crate::metrics::{FailedStage, Metrics};
+use crate::notify::{Alert, Location, SlackNotifier};
+use crate::spool::{Spool, SpoolRecord, Spooled};
+use crate::store::{Body, ObjectStore, object_metadata, s3_uri};
+
+pub(super) struct Worker<S> {
+    pub(super) store: S,
+    pub(super) notifier: Option<Arc<SlackNotifier>>,
+    pub(super) spool: Spool,
+    pub(super) settings: UploaderSettings,
+    /// The transient retry schedule: a job's wait is the step of its failed
+    /// attempts.
+    pub(super) retry: Backoff,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) rx: mpsc::UnboundedReceiver<Payload>,
+    pub(super) shutdown: watch::Receiver<bool>,
+}
+
+/// A dump to deliver: on disk in the spool, or only in memory.
+pub(super) enum Payload {
+    Spooled(Spooled),
+    Memory(
+        SpoolRecord,
+        bytes::Bytes,
+        // Never read: held so the slot frees when the job ends.
+        #[allow(dead_code)] MemorySlot,
+    ),
+}
+
+impl Payload {
+    fn record(&self) -> &SpoolRecord {
+        match self {
+            Payload::Spooled(s) => &s.record,
+            Payload::Memory(r, ..) => r,
+        }
+    }
+
+    fn location(&self) -> String {
+        match self {
+            Payload::Spooled(s) => s.path.display().to_string(),
+            Payload::Memory(..) => "memory only (spool write failed)".into(),
+        }
+    }
+}
+
+/// One dump being delivered.
+pub(super) struct Job {
+    dump: Payload,
+    attempts: u32,
+    /// When the next attempt may start.
+    due: Instant,
+    alerted_spooled: bool,
+    /// Why the last upload attempt failed.
+    last_error: Option<String>,
+}
+
+impl Job {
+    pub(super) fn new(dump: Payload) -> Job {
+        let alerted_spooled = dump.record().spooled_alert_sent;
+        Job {
+            dump,
+            attempts: 0,
+            due: Instant::now(),
+            alerted_spooled,
+            last_error: None,
+        }
+    }
+}
+
+/// How an attempt ended.
+enum Outcome {
+    /// Stored, or nothing left to store.
+    Done,
+    /// Try again after this long.
+    Retry(Duration),
+}
+
+impl<S: ObjectStore> Worker<S> {
+    pub(super) async fn run(mut self, mut jobs: Vec<Job>) {
+        let mut open = true;
+        loop {
+            while let Ok(d) = self.rx.try_recv() {
+                jobs.push(Job::new(d));
+            }
+            self.metrics.set_upload_queue(jobs.len());
+            // The job due first; among equals, the one queued first.
+            let Some(next) = (0..jobs.len()).min_by_key(|&i| jobs[i].due) else {
+                if !open {
+                    return;
+                }
+                match self.rx.recv().await {
+                    Some(d) => jobs.push(Job::new(d)),
+                    None => open = false,
+                }
+                continue;
+            };
+            let due = jobs[next].due;
+            if due <= Instant::now() {
+                let mut job = jobs.remove(next);
+                if let Outcome::Retry(wait) = self.attempt(&mut job).await {
+                    job.due = Instant::now() + wait;
+                    jobs.insert(next, job);
+                    self.alert_overdue(&mut jobs).await;
+                }
+                continue;
+            }
+            // Nothing is due. At shutdown, stop here rather than wait.
+            if *self.shutdown.borrow() {
+                stop_with(&jobs);
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(due) => {}
+                changed = self.shutdown.changed() => {
+                    if changed.is_err() || *self.shutdown.borrow() {
+                        stop_with(&jobs);
+                        return;
+                    }
+                }
+                msg = self.rx.recv(), if open => match msg {
+                    Some(d) => jobs.push(Job::new(d)),
+                    None => open = false,
+                },
+            }
+        }
+    }
+
+    /// One upload attempt.
+    async fn attempt(&self, job: &mut Job) -> Outcome {
+        job.attempts += 1;
+        let info = &job.dump.record().info;
+        let body = match &job.dump {
+            Payload::Spooled(s) => match tokio::fs::metadata(&s.path).await {
+                Ok(_) => Body::File(s.path.clone()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    self.metrics.failed(FailedStage::Lost);
+                    error!(path = %s.path.display(), key = %info.key, "spooled dump is gone before upload (dropped from a full spool, or deleted); nothing left to store");
+                    return Outcome::Done;
+                }
+                // Out of file descriptors, say: the dump is still there.
+                Err(e) => {
+                    return self.failed(job, format!("cannot open the spooled dump: {e}"), true);
+                }
+            },
+            Payload::Memory(_, bytes, _) => Body::Bytes(bytes.clone()),
+        };
+        let started = Instant::now();
+        let result = self
+            .store
+            .put(&info.key, body, &object_metadata(info))
+            .await;
+        if let Err(e) = result {
+            return self.failed(job, e.to_string(), e.is_retryable());
+        }
+        let took = started.elapsed();
+        self.metrics.uploaded(info.reason, took, age_of(&job.dump));
+        info!(
+            uri = %s3_uri(self.store.bucket(), &info.key),
+            reason = %info.reason,
+            bytes = info.size,
+            attempts = job.attempts,
+            took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+            "dump stored"
+        );
+        if let Payload::Spooled(s) = &job.dump {
+            let (spool, s) = (self.spool.clone(), s.clone());
+            let removed = tokio::task::spawn_blocking(move || spool.remove(&s)).await;
+            if let Ok(Err(e)) = removed {
+                warn!(error = %e, "stored, but could not remove it from the spool; it may be uploaded again (same key, same bytes)");
+            }
+        }
+        self.alert(
+            job,
+            Location::Stored {
+                bucket: self.store.bucket().to_string(),
+                region: self.store.region().to_string(),
+                key: info.key.clone(),
+            },
+        );
+        Outcome::Done
+    }
+
+    /// An attempt failed: logs it and says when to try again.
+    fn failed(&self, job: &mut Job, why: String, transient: bool) -> Outcome {
+        self.metrics.failed(FailedStage::Upload);
+        let key = &job.dump.record().info.key;
+        let wait = if transient {
+            self.retry.delay(job.attempts)
+        } else {
+            PERMANENT_RETRY_DELAY
+        };
+        if transient {
+            warn!(error = %why, key = %key, attempt = job.attempts, kept_in = %job.dump.location(), retry_in = ?wait, "upload failed; the dump stays spooled and will be retried");
+        } else {
+            error!(error = %why, key = %key, attempt = job.attempts, kept_in = %job.dump.location(), retry_in = ?wait, "upload refused for good (credentials, bucket or policy?); the dump stays spooled and is tried again only rarely: fix the cause");
+        }
+        job.last_error = Some(why);
+        Outcome::Retry(wait)
+    }
+
+    /// Sends the "spooled locally" alert, once per dump (the spool record
+    /// remembers it across restarts), for every dump that has waited past
+    /// ALERT_SPOOLED_AFTER since its capture and failed at least once.
+    async fn alert_overdue(&self, jobs: &mut [Job]) {
+        for job in jobs.iter_mut() {
+            let Some(why) = job.last_error.clone() else {
+                continue;
+            };
+            if job.alerted_spooled || age_of(&job.dump) < self.settings.alert_spooled_after {
+                continue;
+            }
+            job.alerted_spooled = true;
+            warn!(key = %job.dump.record().info.key, waited = ?age_of(&job.dump), "dump still not stored after ALERT_SPOOLED_AFTER; it stays spooled");
+            self.alert(
+                job,
+                Location::Spooled {
+                    path: job.dump.location().into(),
+                    why,
+                },
+            );
+            if let Payload::Spooled(s) = &job.dump {
+                let (spool, s) = (self.spool.clone(), s.clone());
+                let marked = tokio::task::spawn_blocking(move || spool.mark_alerted(&s)).await;
+                if let Ok(Err(e)) = marked {
+                    warn!(error = %e, "cannot note the alert in the spool record; a restart may alert again");
+                }
+            }
+        }
+    }
+
+    /// Sends a Slack alert in the background so a slow Slack never holds uploads.
+    fn alert(&self, job: &Job, location: Location) {
+        let Some(notifier) = self.notifier.clone() else {
+            return;
+        };
+        if job.dump.record().info.reason == Reason::Baseline {
+            return;
+        }
+        let record = job.dump.record().clone();
+        tokio::spawn(async move {
+            let alert = Alert {
+                info: &record.info,
+                location,
+                latest_baseline_key: record.baseline_key.clone(),
+            };
+            match notifier.send(&alert).await {
+                Ok(()) => info!(key = %record.info.key, "Slack alert sent"),
+                Err(e) => {
+                    error!(error = %e, key = %record.info.key, "Slack alert failed; the dump itself is safe")
+                }
+            }
+        });
+    }
+}
+
+/// Time since the dump was captured (zero if the clock went back).
+fn age_of(dump: &Payload) -> Duration {
+    chrono::Utc::now()
+        .signed_duration_since(dump.record().info.captured_at)
+        .to_std()
+        .unwrap_or_default()
+}
+
+/// Logs what is left undelivered at shutdown: spooled dumps wait for the next
+/// start; in-memory ones (spool write failed) are lost, and said so.
+fn stop_with(jobs: &[Job]) {
+    info!(
+        pending = jobs.len(),
+        "shutting down: undelivered dumps stay in the spool for the next start"
+    );
+    for job in jobs {
+        if let Payload::Memory(record, ..) = &job.dump {
+            error!(key = %record.info.key, "shutting down with a dump that was never spooled; it is lost");
+        }
+    }
+}
