@@ -18,7 +18,8 @@
 //! | `misbehave <how>`   | `ok`; from now on `dump` is answered badly, for fault tests: |
 //! |                     | `hang` (no reply until the client hangs up), `trickle` (a    |
 //! |                     | byte every 100 ms), `empty` (EOF at once), `garbage` (text   |
-//! |                     | that is not gzip); `none` restores real dumps                |
+//! |                     | that is not gzip), `huge:<MiB>` (a valid gzip stream of that |
+//! |                     | size); `none` restores real dumps                            |
 //!
 //! Memory patterns (`--pattern`): `steady` keeps `--base-mib`; `spikes` adds a
 //! spike of `--spike-mib` for `--spike-ms` every `--spike-every-ms` (a fixed
@@ -192,7 +193,10 @@ async fn handle(line: &str) -> Vec<u8> {
                 "trickle" => Some(Misbehave::Trickle),
                 "empty" => Some(Misbehave::Empty),
                 "garbage" => Some(Misbehave::Garbage),
-                _ => None,
+                other => other
+                    .strip_prefix("huge:")
+                    .and_then(|mib| mib.parse().ok())
+                    .map(Misbehave::Huge),
             };
             match mode {
                 Some(mode) => {
@@ -201,7 +205,7 @@ async fn handle(line: &str) -> Vec<u8> {
                     Ok("ok".to_string())
                 }
                 None => Err(format!(
-                    "bad misbehave argument {how:?}: want none, hang, trickle, empty or garbage"
+                    "bad misbehave argument {how:?}: want none, hang, trickle, empty, garbage or huge:<MiB>"
                 )),
             }
         }

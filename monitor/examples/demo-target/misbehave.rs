@@ -16,6 +16,9 @@ pub enum Misbehave {
     Trickle,
     Empty,
     Garbage,
+    /// A valid gzip stream of this many MiB of incompressible bytes: the
+    /// size of a big service's profile, for the streaming benchmark.
+    Huge(u32),
 }
 
 pub static MISBEHAVE: Mutex<Misbehave> = Mutex::new(Misbehave::None);
@@ -49,6 +52,32 @@ pub async fn misbehave(
         Misbehave::Garbage => {
             let _ = write.write_all(b"this is not a heap profile\n").await;
         }
+        Misbehave::Huge(mib) => {
+            let _ = huge(mib, write).await;
+        }
     }
     let _ = write.shutdown().await;
+}
+
+/// Sends `mib` MiB of pseudo-random bytes, gzipped without compression, a
+/// chunk at a time (the demo never holds the whole reply either).
+async fn huge(mib: u32, write: &mut tokio::net::unix::OwnedWriteHalf) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut chunk = vec![0u8; 1 << 20];
+    for _ in 0..mib {
+        for b in chunk.iter_mut() {
+            // xorshift: incompressible enough, and cheap.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *b = state as u8;
+        }
+        gz.write_all(&chunk)?;
+        write.write_all(gz.get_ref()).await?;
+        gz.get_mut().clear();
+    }
+    let rest = gz.finish()?;
+    write.write_all(&rest).await
 }

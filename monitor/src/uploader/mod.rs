@@ -154,3 +154,6 @@ fn leftovers(spool: &Spool) -> Vec<Job> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -87,6 +87,13 @@ fn wait_until(what: &str, timeout: Duration, monitor: &Monitor, mut f: impl FnMu
 /// Every captured dump is in the bucket exactly once, with the size the
 /// monitor captured, a valid pprof and its own id; nothing else is there.
 fn assert_bucket_matches(rig: &Rig, dumps: &[Captured], monitor: &Monitor) {
+    assert_bucket_matches_runs(rig, dumps, &[monitor]);
+}
+
+/// [`assert_bucket_matches`] over several runs of the monitor, one after
+/// the other: each dump stored once by one of them.
+fn assert_bucket_matches_runs(rig: &Rig, dumps: &[Captured], runs: &[&Monitor]) {
+    let monitor = runs[runs.len() - 1];
     let mut by_key = BTreeMap::new();
     for d in dumps {
         assert!(
@@ -120,7 +127,10 @@ fn assert_bucket_matches(rig: &Rig, dumps: &[Captured], monitor: &Monitor) {
     assert_eq!(ids.len(), dumps.len(), "each object is a different capture");
     // Stored once each: a second upload would log a second "dump stored".
     for d in dumps {
-        let stored = monitor.matching(&[logs::DUMP_STORED, &d.key]).len();
+        let stored: usize = runs
+            .iter()
+            .map(|m| m.matching(&[logs::DUMP_STORED, &d.key]).len())
+            .sum();
         assert_eq!(stored, 1, "{} stored {stored} times", d.key);
     }
 }
@@ -130,7 +140,7 @@ fn an_s3_outage_while_the_target_leaks_loses_no_dump() {
     let mut rig = Rig::new(steady("flt-outage", 32));
     let slack = SlackStandIn::start();
     let slack_url = slack.url();
-    let monitor = Monitor::start(&rig.env(&[
+    let env = rig.env(&[
         ("DUMP_COOLDOWN", "1s"),
         ("MEMORY_CHANGE_THRESHOLD", "8MiB"),
         ("S3_MAX_ATTEMPTS", "1"),
@@ -139,7 +149,8 @@ fn an_s3_outage_while_the_target_leaks_loses_no_dump() {
         ("SLACK_API_URL", &slack_url),
         ("ENVIRONMENT", "staging"),
         ("NETWORK", "testnet"),
-    ]));
+    ]);
+    let mut monitor = Monitor::start(&env);
     monitor.wait_for(
         &[logs::DUMP_STORED, logs::REASON_BASELINE],
         1,
@@ -234,11 +245,32 @@ fn an_s3_outage_while_the_target_leaks_loses_no_dump() {
         );
     }
 
+    // The monitor restarts while S3 is still down: the dumps wait in the
+    // spool, and their "spooled locally" alerts are not sent again.
+    let first_run = captured(&monitor);
+    monitor.stop(Duration::from_secs(10));
+    let second = Monitor::start(&env);
+    second.wait_for(&[logs::SPOOL_LEFTOVERS], 1, Duration::from_secs(20));
+    second.wait_for(&[logs::UPLOAD_FAILED_SPOOLED], 2, Duration::from_secs(20));
+    // Past ALERT_SPOOLED_AFTER (3 s) of the second run, with retries failing.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        spooled_alerts(),
+        outage_alerts,
+        "a restart sent the 'spooled locally' alerts again"
+    );
+
     // S3 comes back: every dump lands, once, unchanged, and the spool empties.
-    let outage_captures = captured(&monitor).len();
+    let outage_captures = first_run.len();
     rig.garage.restart().expect("garage restarts");
-    let all = captured(&monitor);
-    assert_bucket_matches(&rig, &all, &monitor);
+    second.wait_for(
+        &[logs::DUMP_STORED, logs::REASON_BASELINE],
+        1,
+        Duration::from_secs(30),
+    );
+    let all = [first_run, captured(&second)].concat();
+    assert_bucket_matches_runs(&rig, &all, &[&monitor, &second]);
+    let monitor = second;
     wait_until("spool empty", Duration::from_secs(10), &monitor, || {
         spooled_records(&rig.spool_dir()).is_empty()
     });
@@ -345,8 +377,9 @@ fn a_monitor_killed_mid_upload_uploads_the_pending_dump_after_restart() {
     assert_eq!(spooled_bytes.len() as u64, pending.bytes);
     first.kill(); // SIGKILL mid-PUT: no shutdown path runs.
 
-    // Second run against the real store.
-    let env = rig.env(&[("S3_MAX_ATTEMPTS", "1")]);
+    // Second run against the real store, in a new pod (a new POD_NAME): the
+    // earlier pod's dump is uploaded under the key it was recorded with.
+    let env = rig.env(&[("S3_MAX_ATTEMPTS", "1"), ("POD_NAME", "pod-b")]);
     let second = Monitor::start(&env);
     second.wait_for(&[logs::SPOOL_LEFTOVERS], 1, Duration::from_secs(20));
     second.wait_for(&[logs::SPOOLED_KEYS_RESERVED], 1, Duration::from_secs(5));
@@ -370,6 +403,11 @@ fn a_monitor_killed_mid_upload_uploads_the_pending_dump_after_restart() {
     assert!(
         own.iter().all(|d| d.key != pending.key),
         "{own:?} vs {pending:?}"
+    );
+    assert!(pending.key.starts_with("it/pod-a-"), "{pending:?}");
+    assert!(
+        own.iter().all(|d| d.key.starts_with("it/pod-b-")),
+        "{own:?}"
     );
     assert_bucket_matches(&rig, &[vec![pending], own].concat(), &second);
 }
