@@ -55,7 +55,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
     cargo build --release --locked -p monitor --bin memory-monitor \
     && install -D -m 0755 target/release/memory-monitor /out/memory-monitor \
-    && /out/memory-monitor --version
+    && /out/memory-monitor --version \
+    && install -d -m 0700 /out/spool
 
 # Runtime: distroless "cc" (glibc, libgcc, CA certificates for S3 and Slack
 # over TLS, no shell, no package manager). The nonroot tag runs as
@@ -65,6 +66,11 @@ LABEL org.opencontainers.image.title="memory-monitor" \
       org.opencontainers.image.description="Sidecar that watches a jemalloc process's memory and ships heap profiles on spikes and leaks" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=builder /out/memory-monitor /usr/local/bin/memory-monitor
+# The default SPOOL_DIR, owned by the image's user: the monitor keeps dumps
+# only in a directory it owns, and off the /tmp it shares with the service.
+# (The manifests mount an emptyDir over /var/spool; the monitor then creates
+# it there.)
+COPY --from=builder --chown=65532:65532 /out/spool /var/spool/memory-monitor
 # Procfs mode by default: non-root. A numeric UID lets Kubernetes check
 # runAsNonRoot without inspecting /etc/passwd.
 USER 65532:65532

@@ -189,12 +189,16 @@ def check_deployments(docs):
         for app in apps:
             rule(tmp_volume(app) == mon_tmp, f"{where}: container {app['name']} mounts the monitor's /tmp volume at /tmp")
 
-        # Probes and the metrics port.
+        # Probes and the metrics port. The startup probe gates the service,
+        # so it must pass before the target exists: /readyz (configured and
+        # sampling, target or not). No readinessProbe: a native sidecar's
+        # readiness is the pod's, and the monitor must not drain the service.
         ports = {p.get("name"): p.get("containerPort") for p in mon.get("ports", [])}
         rule(ports.get("metrics") == 9090, f"{where}: the monitor exposes containerPort 9090 named metrics")
-        for probe, path_ in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        for probe, path_ in (("startupProbe", "/readyz"), ("livenessProbe", "/healthz")):
             get = mon.get(probe, {}).get("httpGet", {})
             rule(get.get("path") == path_ and get.get("port") in ("metrics", 9090), f"{where}: {probe} is GET {path_} on the metrics port")
+        rule("readinessProbe" not in mon, f"{where}: the monitor has no readinessProbe (a native sidecar's readiness is the pod's)")
         res = mon.get("resources", {})
         rule({"cpu", "memory"} <= set(res.get("requests", {})), f"{where}: the monitor requests cpu and memory")
         rule("memory" in res.get("limits", {}), f"{where}: the monitor has a memory limit")
@@ -213,13 +217,46 @@ def check_deployments(docs):
         modes.add("procfs" if mode == "procfs" else "ebpf")
         rule(env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name",
              f"{where}: POD_NAME comes from the downward API (metadata.name)")
-        rule("secretKeyRef" in env.get("SLACK_API_TOKEN", {}).get("valueFrom", {}),
-             f"{where}: SLACK_API_TOKEN comes from a Secret")
         refs = [e["configMapRef"]["name"] for e in mon.get("envFrom", []) if "configMapRef" in e]
         settings = {}
         for name in refs:
             if rule(name in configmaps, f"{where}: ConfigMap {name} is defined in deploy/"):
                 settings.update(configmaps[name].get("data", {}))
+        value = lambda var, default=None: env.get(var, {}).get("value", settings.get(var, default))
+        rule(mode != "ebpf", f"{where}: MONITOR_MODE is not ebpf (a node refusing eBPF would hold the service back; auto falls back)")
+        rule(str(value("METRICS_ADDR", "0.0.0.0:9090")).endswith(":9090"),
+             f"{where}: METRICS_ADDR serves the probes on port 9090 (not off)")
+
+        # The Slack token: a file from a Secret volume mounted in the monitor
+        # alone, never an environment variable.
+        rule("SLACK_API_TOKEN" not in env and "SLACK_API_TOKEN" not in settings,
+             f"{where}: no SLACK_API_TOKEN variable (the token comes as a file)")
+        token_file = value("SLACK_API_TOKEN_FILE")
+        def mount_of(c, path):
+            """The volume mounted at the deepest directory holding `path`."""
+            best = None
+            for m in c.get("volumeMounts", []):
+                root = m.get("mountPath", "").rstrip("/") + "/"
+                if path and path.startswith(root) and (best is None or len(root) > len(best[0])):
+                    best = (root, m)
+            return best[1] if best else None
+        token_mount = mount_of(mon, token_file)
+        secret = vols.get((token_mount or {}).get("name"), {}).get("secret")
+        rule(secret is not None and token_mount.get("readOnly") is True,
+             f"{where}: SLACK_API_TOKEN_FILE ({token_file}) is on a read-only Secret volume of the monitor")
+        for app in apps:
+            rule(token_mount is None or all(m.get("name") != token_mount.get("name") for m in app.get("volumeMounts", [])),
+                 f"{where}: container {app['name']} does not mount the Slack token")
+
+        # The spool: on an emptyDir of the monitor's own, not the shared /tmp.
+        spool_dir = value("SPOOL_DIR", "/var/spool/memory-monitor")
+        spool_mount = mount_of(mon, spool_dir + "/")
+        rule(spool_mount is not None and spool_mount.get("mountPath") != "/tmp"
+             and "emptyDir" in vols.get(spool_mount.get("name"), {}),
+             f"{where}: SPOOL_DIR ({spool_dir}) is on an emptyDir other than /tmp")
+        for app in apps:
+            rule(spool_mount is None or all(m.get("name") != spool_mount.get("name") for m in app.get("volumeMounts", [])),
+                 f"{where}: container {app['name']} does not mount the spool")
         for var in ("BINARY_NAME", "CHECK_INTERVAL", "MEMORY_CHANGE_THRESHOLD", "INITIAL_DELAY",
                     "DUMP_COOLDOWN", "S3_BUCKET", "S3_PATH_PREFIX"):
             rule(var in settings or var in env, f"{where}: required variable {var} is set")

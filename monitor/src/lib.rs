@@ -4,7 +4,7 @@
 //!
 //! The data flow, one module per stage:
 //!
-//! 1. **sample**: [`sampler`] finds the [`target`] process and reads its RssAnon
+//! 1. **sample**: [`sampler`] finds the [`target`] process ([`discovery`]) and reads its RssAnon
 //!    from [`procfs`] on every tick, and between ticks when [`ebpf`] wakes it;
 //! 2. **window**: [`window`] keeps the recent samples and their percentiles;
 //! 3. **detect**: [`detector`] applies the spike and slow-leak rules;
@@ -25,6 +25,7 @@ pub mod backoff;
 pub mod capture;
 pub mod config;
 pub mod detector;
+pub mod discovery;
 pub mod dump;
 pub mod ebpf;
 pub mod handoff;

@@ -120,24 +120,15 @@ pub fn truncated_comm(name: &str) -> &[u8] {
     &bytes[..bytes.len().min(COMM_MAX)]
 }
 
-/// True when /proc/<pid>/comm (with its trailing newline) matches `name`
-/// as the kernel would have stored it.
-pub fn comm_matches(comm: &[u8], name: &str) -> bool {
-    let comm = comm.strip_suffix(b"\n").unwrap_or(comm);
-    comm == truncated_comm(name)
-}
-
-/// True when `name` is cut by the kernel, so a comm match alone is not proof.
-pub fn needs_confirmation(name: &str) -> bool {
-    name.len() > COMM_MAX
-}
-
-/// True when an executable path or argv[0] names `name` (its last path
-/// component, ignoring the " (deleted)" mark of a replaced binary).
-pub fn program_path_matches(path: &[u8], name: &str) -> bool {
-    let path = path.strip_suffix(b" (deleted)").unwrap_or(path);
-    let base = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
-    base == name.as_bytes()
+/// The arguments of /proc/<pid>/cmdline, split at their NULs (none for a
+/// kernel thread or a zombie). A process that rewrote its title may have
+/// spaces where NULs were: it is then one argument.
+pub fn parse_cmdline(cmdline: &[u8]) -> Vec<Vec<u8>> {
+    let cmdline = cmdline.strip_suffix(b"\0").unwrap_or(cmdline);
+    if cmdline.is_empty() {
+        return Vec::new();
+    }
+    cmdline.split(|&b| b == 0).map(<[u8]>::to_vec).collect()
 }
 
 /// A process as identified across samples: PID plus start time, so a PID
@@ -148,6 +139,20 @@ pub struct ProcessId {
     pub pid: i32,
     /// Start time in clock ticks since boot.
     pub start_time: u64,
+}
+
+/// What /proc shows of one process's identity, as the target is chosen by it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// The process.
+    pub id: ProcessId,
+    /// Its comm, without the newline: the first 15 bytes of its name.
+    pub comm: Vec<u8>,
+    /// Where /proc/<pid>/exe points (" (deleted)" marks a replaced binary),
+    /// or why it could not be read.
+    pub exe: Result<Vec<u8>, String>,
+    /// Its command line, argument by argument (argv[0] first).
+    pub args: Vec<Vec<u8>>,
 }
 
 /// Access to a /proc tree.
@@ -251,54 +256,45 @@ impl ProcFs {
         false
     }
 
-    /// True when process `pid` is the program `name`: its comm matches the
-    /// kernel's truncated form, and for names over 15 bytes its executable or
-    /// argv[0] carries the full name.
-    pub fn is_program(&self, pid: i32, name: &str) -> bool {
-        let Ok(comm) = self.read(pid, "comm") else {
-            return false;
-        };
-        if !comm_matches(&comm, name) {
-            return false;
-        }
-        if !needs_confirmation(name) {
-            return true;
-        }
-        // exe needs ptrace access to the target; cmdline is world-readable.
-        let exe =
-            fs::read_link(self.path(pid, "exe")).map(|p| p.into_os_string().into_encoded_bytes());
-        if exe.is_ok_and(|p| program_path_matches(&p, name)) {
-            return true;
-        }
-        self.read(pid, "cmdline").is_ok_and(|cmdline| {
-            let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
-            program_path_matches(argv0, name)
-        })
-    }
-
-    /// Finds the program `name`, skipping `exclude` (the monitor itself). With
-    /// several matches the oldest wins (start time, then lowest PID). Returns
-    /// the chosen process and how many matched.
-    pub fn find_program(
-        &self,
-        name: &str,
-        exclude: i32,
-    ) -> Result<Option<(ProcessId, usize)>, ProcError> {
+    /// The PIDs under /proc (processes, not their threads).
+    pub fn pids(&self) -> Result<Vec<i32>, ProcError> {
         let entries = fs::read_dir(&self.root).map_err(|source| ProcError::Read {
             path: self.root.clone(),
             source,
         })?;
-        let mut matches: Vec<ProcessId> = entries
+        Ok(entries
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|&pid| pid != exclude && self.is_program(pid, name))
-            // A process that exits between the two reads is simply not a match.
-            .filter_map(|pid| {
-                let start_time = self.live_start_time(pid).ok()??;
-                Some(ProcessId { pid, start_time })
-            })
-            .collect();
-        matches.sort_by_key(|p| (p.start_time, p.pid));
-        Ok(matches.first().map(|&first| (first, matches.len())))
+            .collect())
+    }
+
+    /// /proc/<pid>/comm without its newline: the kernel's (at most 15-byte)
+    /// command name.
+    pub fn comm(&self, pid: i32) -> Result<Vec<u8>, ProcError> {
+        let mut comm = self.read(pid, "comm")?;
+        if comm.last() == Some(&b'\n') {
+            comm.pop();
+        }
+        Ok(comm)
+    }
+
+    /// What /proc shows of `pid`'s identity; `None` for a zombie. Its
+    /// executable needs ptrace access to the process, so an unreadable one
+    /// is recorded with its reason rather than failing the whole read.
+    pub fn process_info(&self, pid: i32) -> Result<Option<ProcessInfo>, ProcError> {
+        let comm = self.comm(pid)?;
+        let exe = fs::read_link(self.path(pid, "exe"))
+            .map(|p| p.into_os_string().into_encoded_bytes())
+            .map_err(|e| e.to_string());
+        let args = parse_cmdline(&self.read(pid, "cmdline")?);
+        let Some(start_time) = self.live_start_time(pid)? else {
+            return Ok(None);
+        };
+        Ok(Some(ProcessInfo {
+            id: ProcessId { pid, start_time },
+            comm,
+            exe,
+            args,
+        }))
     }
 
     /// True when `id` still names the same live (not zombie) process.
@@ -324,7 +320,7 @@ fn read_error(pid: i32, path: PathBuf, source: io::Error) -> ProcError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::path::Path;
@@ -398,39 +394,33 @@ mod tests {
     }
 
     #[test]
-    fn comm_is_compared_in_its_truncated_form() {
-        let long = "demo-target-with-a-long-name";
-        assert_eq!(truncated_comm(long), b"demo-target-wit");
-        assert!(comm_matches(b"demo-target-wit\n", long));
-        assert!(comm_matches(b"demo\n", "demo"));
-        assert!(!comm_matches(b"demo\n", "demo2"));
-        assert!(!comm_matches(b"demo-target-wit\n", "demo-target-wi"));
-        assert!(needs_confirmation(long));
-        assert!(!needs_confirmation("exactly-15-char"));
+    fn comm_is_cut_as_the_kernel_cuts_it() {
+        assert_eq!(
+            truncated_comm("demo-target-with-a-long-name"),
+            b"demo-target-wit"
+        );
+        assert_eq!(truncated_comm("demo"), b"demo");
     }
 
     #[test]
-    fn program_paths_compare_by_basename() {
-        assert!(program_path_matches(
-            b"/usr/bin/demo-target-long",
-            "demo-target-long"
-        ));
-        assert!(program_path_matches(
-            b"/usr/bin/demo-target-long (deleted)",
-            "demo-target-long"
-        ));
-        assert!(program_path_matches(
-            b"demo-target-long",
-            "demo-target-long"
-        ));
-        assert!(!program_path_matches(
-            b"/usr/bin/demo-target-longer",
-            "demo-target-long"
-        ));
+    fn cmdline_splits_at_nuls() {
+        assert_eq!(
+            parse_cmdline(b"python3\0-c\0code here\0"),
+            vec![b"python3".to_vec(), b"-c".to_vec(), b"code here".to_vec()]
+        );
+        assert_eq!(
+            parse_cmdline(b"retitled by setproctitle"),
+            vec![b"retitled by setproctitle".to_vec()]
+        );
+        assert!(parse_cmdline(b"").is_empty(), "kernel thread");
+        assert_eq!(
+            parse_cmdline(b"a\0\0b\0"),
+            vec![b"a".to_vec(), Vec::new(), b"b".to_vec()]
+        );
     }
 
-    /// A fake /proc with one process.
-    fn fake_proc(dir: &Path, pid: i32, comm: &str, argv0: &str, start: u64, ppid: i32) {
+    /// A fake /proc with one process (used by the target tests too).
+    pub(crate) fn fake_proc(dir: &Path, pid: i32, comm: &str, argv0: &str, start: u64, ppid: i32) {
         let p = dir.join(pid.to_string());
         fs::create_dir_all(p.join("task").join(pid.to_string())).unwrap();
         fs::write(
@@ -448,17 +438,38 @@ mod tests {
     }
 
     #[test]
-    fn finds_the_oldest_match_and_never_itself() {
+    fn reads_identity_liveness_and_memory() {
         let dir = tempfile::tempdir().unwrap();
         fake_proc(dir.path(), 300, "svc", "/bin/svc", 50, 1);
-        fake_proc(dir.path(), 200, "svc", "/bin/svc", 60, 1);
-        fake_proc(dir.path(), 100, "svc", "/bin/svc", 10, 1); // the monitor itself, say
-        fake_proc(dir.path(), 400, "other", "/bin/other", 1, 1);
+        fake_proc(dir.path(), 400, "a-long-service-name", "/bin/x", 1, 1);
+        std::os::unix::fs::symlink("/opt/svc (deleted)", dir.path().join("300/exe")).unwrap();
         fs::create_dir_all(dir.path().join("self")).unwrap();
         let proc = ProcFs::new(dir.path());
-        let (found, count) = proc.find_program("svc", 100).unwrap().unwrap();
-        assert_eq!((found.pid, found.start_time, count), (300, 50, 2));
-        assert!(proc.is_alive(found));
+        let mut pids = proc.pids().unwrap();
+        pids.sort();
+        assert_eq!(pids, vec![300, 400], "self is not a PID");
+        let info = proc.process_info(300).unwrap().unwrap();
+        let id = ProcessId {
+            pid: 300,
+            start_time: 50,
+        };
+        assert_eq!(info.id, id);
+        assert_eq!(info.comm, b"svc");
+        assert_eq!(info.exe.as_deref(), Ok(&b"/opt/svc (deleted)"[..]));
+        assert_eq!(info.args, vec![b"/bin/svc".to_vec(), b"--flag".to_vec()]);
+        let other = proc.process_info(400).unwrap().unwrap();
+        assert_eq!(other.comm, b"a-long-service-");
+        assert!(other.exe.is_err(), "no exe link: the reason is kept");
+        assert!(matches!(
+            proc.process_info(999),
+            Err(ProcError::Gone { pid: 999 })
+        ));
+        let zombie = stat_line("svc", 50).replacen(") S ", ") Z ", 1);
+        fs::write(dir.path().join("300/stat"), zombie).unwrap();
+        assert_eq!(proc.process_info(300).unwrap(), None);
+        fs::write(dir.path().join("300/stat"), stat_line("svc", 50)).unwrap();
+
+        assert!(proc.is_alive(id));
         assert!(
             !proc.is_alive(ProcessId {
                 pid: 300,
@@ -470,44 +481,12 @@ mod tests {
             pid: 999,
             start_time: 50
         }));
-        assert_eq!(proc.find_program("missing", 0).unwrap(), None);
         assert_eq!(proc.rss_anon(300).unwrap(), 8192 * 1024);
         assert!(matches!(
             proc.rss_anon(999),
             Err(ProcError::Gone { pid: 999 })
         ));
         assert_eq!(proc.threads(300).unwrap(), vec![300]);
-    }
-
-    #[test]
-    fn equal_start_times_pick_the_lowest_pid() {
-        let dir = tempfile::tempdir().unwrap();
-        fake_proc(dir.path(), 20, "svc", "svc", 5, 1);
-        fake_proc(dir.path(), 10, "svc", "svc", 5, 1);
-        let (found, _) = ProcFs::new(dir.path())
-            .find_program("svc", 0)
-            .unwrap()
-            .unwrap();
-        assert_eq!(found.pid, 10);
-    }
-
-    #[test]
-    fn long_names_are_confirmed_by_cmdline() {
-        let dir = tempfile::tempdir().unwrap();
-        let long = "demo-target-long-name";
-        fake_proc(dir.path(), 10, long, "/opt/demo-target-long-name", 5, 1);
-        // Same 15-byte comm, different program.
-        fake_proc(
-            dir.path(),
-            11,
-            "demo-target-long-other",
-            "/opt/demo-target-long-other",
-            1,
-            1,
-        );
-        let proc = ProcFs::new(dir.path());
-        let (found, count) = proc.find_program(long, 0).unwrap().unwrap();
-        assert_eq!((found.pid, count), (10, 1));
     }
 
     #[test]
@@ -622,13 +601,6 @@ mod tests {
         #[test]
         fn start_time_round_trips(start in any::<u64>(), comm in "[^\\n]{0,15}") {
             prop_assert_eq!(parse_start_time(&stat_line(&comm, start)), Ok(start));
-        }
-
-        #[test]
-        fn comm_truncation_matches_its_own_form(name in "[a-z0-9._-]{1,40}") {
-            let mut comm = truncated_comm(&name).to_vec();
-            comm.push(b'\n');
-            prop_assert!(comm_matches(&comm, &name));
         }
     }
 }

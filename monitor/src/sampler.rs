@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
+use crate::discovery::{Confirmation, describe};
 use crate::dump::{Sampling, Trigger};
 use crate::ebpf::{EbpfWatcher, WakeEvent};
 use crate::metrics::Metrics;
@@ -223,16 +224,29 @@ impl Sampler {
         for _ in 0..2 {
             match self.target.refresh() {
                 Ok(TargetChange::Unchanged) => break,
-                Ok(TargetChange::Found { id, matches }) => {
+                Ok(TargetChange::Found {
+                    id,
+                    matches,
+                    confirmation,
+                }) => {
                     if matches > 1 {
                         info!(
                             pid = id.pid,
                             matches, "several processes match BINARY_NAME; watching the oldest"
                         );
                     }
+                    if let Confirmation::Unconfirmed(why) = &confirmation {
+                        // Once per pick, not per tick: only a new target says it again.
+                        warn!(
+                            pid = id.pid,
+                            binary = %self.settings.binary_name,
+                            "target matched by comm only, unconfirmed: {why}; watching it anyway"
+                        );
+                    }
                     info!(
                         pid = id.pid,
                         binary = %self.settings.binary_name,
+                        matched_by = %confirmation.as_str(),
                         baseline_in = %human_duration(self.settings.initial_delay),
                         "target found"
                     );
@@ -274,9 +288,15 @@ impl Sampler {
             return;
         }
         self.last_reminder = Some(now);
+        // Named so that a wrong BINARY_NAME shows; read only once a reminder.
+        let closest = match self.target.closest_candidates() {
+            Ok(candidates) => describe(&candidates),
+            Err(e) => format!("unknown: {e}"),
+        };
         info!(
             binary = %self.settings.binary_name,
             waited = %human_duration(Duration::from_secs(now.duration_since(since).as_secs())),
+            closest = %closest,
             "waiting for the target process to appear"
         );
     }

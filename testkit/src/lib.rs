@@ -10,6 +10,7 @@
 //!   lines tests wait for.
 //! - [`slack`]: a stand-in for Slack's Web API that answers as scripted.
 //! - [`pprof`]: a decoder for the gzipped pprof profiles the target serves.
+//! - [`renamed`]: a python3 process that renames itself (prctl(PR_SET_NAME)).
 //! - [`rig`]: the above put together for one end-to-end test.
 //! - [`binaries`]: where the built executables are; copies under new names.
 //! - [`guard`]: whether a test needing root or eBPF can run here (and `CI`).
@@ -27,5 +28,6 @@ pub mod guard;
 pub mod logs;
 pub mod monitor;
 pub mod pprof;
+pub mod renamed;
 pub mod rig;
 pub mod slack;

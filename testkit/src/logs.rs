@@ -23,8 +23,16 @@ pub const SIGTERM_RECEIVED: &str = "SIGTERM received";
 pub const TARGET_FOUND: &str = "target found";
 /// The watched process exited or its pid was reused; carries `pid=`.
 pub const TARGET_LOST: &str = "target exited or was replaced";
-/// No target yet (said once a minute).
+/// No target yet (said once a minute); the line names the closest
+/// processes after `closest=`.
 pub const WAITING_FOR_TARGET: &str = "waiting for the target process";
+/// The field of [`WAITING_FOR_TARGET`] naming the closest processes.
+pub const CLOSEST_CANDIDATES: &str = " closest=";
+/// A target whose comm holds BINARY_NAME's first 15 bytes but nothing
+/// confirms the rest was picked anyway; carries `pid=` and the reason.
+pub const TARGET_UNCONFIRMED: &str = "target matched by comm only, unconfirmed";
+/// The [`TARGET_FOUND`] field of such a pick.
+pub const MATCHED_BY_COMM_ONLY: &str = "matched_by=comm-only";
 
 /// eBPF loaded at start; the line lists the attach points.
 pub const EBPF_LOADED: &str = "eBPF mode: programs loaded";

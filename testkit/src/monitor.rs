@@ -48,6 +48,28 @@ pub fn base_env(binary: &str, socket_dir: &Path, spool_dir: &Path) -> HashMap<St
     .collect()
 }
 
+/// The environment of a monitor that never reaches a store: [`base_env`]
+/// with its socket and spool directories under `dir` and an S3 endpoint on
+/// a closed loopback port. For what happens before any upload: target
+/// discovery, start-up, probes.
+pub fn storeless_env(binary: &str, dir: &Path) -> HashMap<String, String> {
+    let mut env = base_env(binary, &dir.join("sock"), &dir.join("spool"));
+    for (k, v) in [
+        // Port 9 (discard) is closed on a test machine: uploads fail fast.
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONFIG_FILE", "/dev/null"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+        ("S3_FORCE_PATH_STYLE", "true"),
+    ] {
+        env.insert(k.to_string(), v.to_string());
+    }
+    env
+}
+
 /// The value of `name=` in a log line (quotes trimmed), e.g. `rss_anon`.
 pub fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     let needle = format!(" {name}=");

@@ -15,7 +15,7 @@ use clap::{CommandFactory, Parser};
 )]
 pub struct Args {
     /// Target program, matched against /proc/*/comm (required). Names over 15
-    /// bytes are matched on their first 15 and confirmed by the executable name.
+    /// bytes are matched on their first 15 and confirmed by the executable, argv[0] or command line; unconfirmed, the oldest comm match is watched anyway.
     #[arg(long, env = "BINARY_NAME")]
     pub binary_name: Option<String>,
     /// Time between samples (required).
@@ -39,7 +39,7 @@ pub struct Args {
     /// Pod name, used in object keys and alerts (required).
     #[arg(long, env = "POD_NAME")]
     pub pod_name: Option<String>,
-    /// Samples in the sliding window. Spike cooldown = HISTORY_WINDOW_SIZE x CHECK_INTERVAL.
+    /// Samples in the sliding window (at most 10000). Spike cooldown = HISTORY_WINDOW_SIZE x CHECK_INTERVAL.
     #[arg(long, env = "HISTORY_WINDOW_SIZE", default_value = "60")]
     pub history_window_size: String,
     /// Spike: current RssAnon above P95 x this (a finite number above 1, e.g. 1.5).
@@ -66,7 +66,7 @@ pub struct Args {
     /// Timeout of one Slack request.
     #[arg(long, env = "SLACK_TIMEOUT", default_value = "10s")]
     pub slack_timeout: String,
-    /// Directory (absolute path) holding the target's heap_dump_<BINARY_NAME>.sock.
+    /// Directory (absolute path) holding the target's heap_dump_<BINARY_NAME>.sock; the socket's path must fit in 107 bytes.
     #[arg(long, env = "HEAP_DUMP_SOCKET_DIR", default_value = "/tmp")]
     pub heap_dump_socket_dir: String,
     /// Timeout to connect to the heap-dump socket.
@@ -75,8 +75,8 @@ pub struct Args {
     /// Timeout for the whole heap-dump reply, from request to end of file.
     #[arg(long, env = "DUMP_READ_TIMEOUT", default_value = "60s")]
     pub dump_read_timeout: String,
-    /// Largest heap-dump reply accepted.
-    #[arg(long, env = "DUMP_MAX_SIZE", default_value = "1GiB")]
+    /// Largest heap-dump reply accepted. Up to four can be in memory at once (read, uploaded, held while the spool fails): the default fits a 256Mi sidecar.
+    #[arg(long, env = "DUMP_MAX_SIZE", default_value = "48MiB")]
     pub dump_max_size: String,
     /// Path-style S3 addressing (for S3-compatible stores such as Garage or MinIO).
     #[arg(long, env = "S3_FORCE_PATH_STYLE", default_value = "false")]
@@ -84,14 +84,14 @@ pub struct Args {
     /// Attempts per upload inside the SDK before the spool's backoff takes over.
     #[arg(long, env = "S3_MAX_ATTEMPTS", default_value = "3")]
     pub s3_max_attempts: String,
-    /// Directory of the monitor's own (absolute path, mode 0700) where dumps wait until stored.
-    #[arg(long, env = "SPOOL_DIR", default_value = "/tmp/memory-monitor-spool")]
+    /// Directory of the monitor's own (absolute path, mode 0700, owned by its UID) where dumps wait until stored; keep it off the /tmp shared with the service.
+    #[arg(long, env = "SPOOL_DIR", default_value = "/var/spool/memory-monitor")]
     pub spool_dir: String,
     /// Most dumps kept in the spool; past it the oldest non-baseline dump is dropped.
     #[arg(long, env = "SPOOL_MAX_DUMPS", default_value = "32")]
     pub spool_max_dumps: String,
-    /// Most bytes kept in the spool; past it the oldest non-baseline dump is dropped.
-    #[arg(long, env = "SPOOL_MAX_SIZE", default_value = "2GiB")]
+    /// Most bytes kept in the spool (at least DUMP_MAX_SIZE); past it the oldest non-baseline dump is dropped.
+    #[arg(long, env = "SPOOL_MAX_SIZE", default_value = "256MiB")]
     pub spool_max_size: String,
     /// Longest wait between two upload attempts of a spooled dump (backoff cap).
     #[arg(long, env = "UPLOAD_RETRY_MAX_DELAY", default_value = "5m")]

@@ -50,6 +50,13 @@ impl Checker {
             .ok()
     }
 
+    /// Records the problem of a check that names its variables itself.
+    pub(super) fn check(&mut self, result: Result<(), String>) {
+        if let Err(why) = result {
+            self.problems.push(why);
+        }
+    }
+
     /// A name used in file and object paths: non-empty, no '/', no '..', no NUL.
     pub(super) fn path_name(&mut self, var: &str, value: Option<&str>) -> Option<String> {
         self.convert(var, value, |v| {

@@ -5,7 +5,6 @@
 //! every problem at once instead of the first.
 
 use std::net::SocketAddr;
-use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use clap::Parser;
@@ -15,16 +14,18 @@ use crate::detector::DetectorSettings;
 use crate::ebpf::EbpfSettings;
 use crate::logging::LogFormat;
 use crate::naming::NamingSettings;
-use crate::notify::{DEFAULT_MAX_ATTEMPTS, SlackSettings, redact_url};
+use crate::notify::{DEFAULT_MAX_ATTEMPTS, SlackSettings};
 pub use crate::sampler::Mode;
 use crate::sampler::SamplerSettings;
 use crate::spool::{Limits, SpoolSettings};
 use crate::store::S3Settings;
-use crate::units::{human_bytes, human_duration, parse_bytes, parse_duration};
+use crate::units::{parse_bytes, parse_duration};
 use crate::uploader::UploaderSettings;
 
 mod args;
 mod checks;
+mod cross;
+mod summary;
 
 pub use args::{Args, markdown_table};
 pub use checks::ConfigErrors;
@@ -32,6 +33,7 @@ use checks::{
     Checker, absolute_dir, boolean, multiplier, non_zero_duration, positive, slack_channel,
     token_file,
 };
+pub use cross::{MAX_SOCKET_PATH, MAX_WINDOW_SIZE};
 
 /// The first upload retry waits this long; later ones double up to
 /// UPLOAD_RETRY_MAX_DELAY.
@@ -114,9 +116,11 @@ impl Config {
         let pod_name = c.required("POD_NAME", &a.pod_name);
         let pod_name = c.path_name("POD_NAME", pod_name);
 
-        let window = c.convert("HISTORY_WINDOW_SIZE", Some(&a.history_window_size), |v| {
-            positive::<usize>(v).map(|n| NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN))
-        });
+        let window = c.convert(
+            "HISTORY_WINDOW_SIZE",
+            Some(&a.history_window_size),
+            cross::window_size,
+        );
         let spike_multiplier = c.convert("SPIKE_MULTIPLIER", Some(&a.spike_multiplier), multiplier);
 
         let token = a.slack_api_token.filter(|t| !t.trim().is_empty());
@@ -231,6 +235,13 @@ impl Config {
         if let Some(channel) = &a.slack_channel {
             let _ = c.convert("SLACK_CHANNEL", Some(channel), slack_channel);
         }
+        // Settings against each other, once each parsed on its own.
+        if let (Some(spool), Some(dump)) = (spool_max_size, dump_max_size) {
+            c.check(cross::spool_holds_a_dump(spool, dump));
+        }
+        if let (Some(dir), Some(binary)) = (&socket_dir, &binary_name) {
+            c.check(cross::socket_path_fits(dir, binary));
+        }
 
         if !c.problems.is_empty() {
             return Err(ConfigErrors(c.problems));
@@ -308,88 +319,6 @@ impl Config {
             shutdown_timeout: shutdown.ok_or_else(missing)?,
         })
     }
-
-    /// The effective configuration as (variable, value) pairs for the start-up
-    /// log, secrets redacted.
-    pub fn summary(&self) -> Vec<(&'static str, String)> {
-        let (sampler, detector, capture) = (&self.sampler, &self.detector, &self.capture);
-        let slack = self.slack.as_ref();
-        let slack_text =
-            |f: fn(&SlackSettings) -> &str| slack.map_or("-".into(), |s| f(s).to_string());
-        let mut out = vec![
-            ("BINARY_NAME", sampler.binary_name.clone()),
-            ("CHECK_INTERVAL", human_duration(sampler.check_interval)),
-            (
-                "MEMORY_CHANGE_THRESHOLD",
-                human_bytes(detector.leak_threshold),
-            ),
-            ("INITIAL_DELAY", human_duration(sampler.initial_delay)),
-            ("DUMP_COOLDOWN", human_duration(detector.leak_cooldown)),
-            ("HISTORY_WINDOW_SIZE", detector.window_size.to_string()),
-            ("SPIKE_MULTIPLIER", detector.spike_multiplier.to_string()),
-            ("spike cooldown", human_duration(detector.spike_cooldown)),
-            ("S3_BUCKET", self.store.bucket.clone()),
-            ("S3_PATH_PREFIX", self.naming.prefix.clone()),
-            (
-                "S3_FORCE_PATH_STYLE",
-                self.store.force_path_style.to_string(),
-            ),
-            ("S3_MAX_ATTEMPTS", self.store.max_attempts.to_string()),
-            ("POD_NAME", self.naming.pod.clone()),
-            ("ENVIRONMENT", slack_text(|s| &s.environment)),
-            ("NETWORK", slack_text(|s| &s.network)),
-            (
-                "HEAP_DUMP_SOCKET_DIR",
-                capture.socket_dir.display().to_string(),
-            ),
-            (
-                "DUMP_CONNECT_TIMEOUT",
-                human_duration(capture.connect_timeout),
-            ),
-            ("DUMP_READ_TIMEOUT", human_duration(capture.read_timeout)),
-            ("DUMP_MAX_SIZE", human_bytes(capture.max_bytes)),
-            ("SPOOL_DIR", self.spool.dir.display().to_string()),
-            ("SPOOL_MAX_DUMPS", self.spool.limits.max_dumps.to_string()),
-            ("SPOOL_MAX_SIZE", human_bytes(self.spool.limits.max_bytes)),
-            (
-                "UPLOAD_RETRY_MAX_DELAY",
-                human_duration(self.uploader.max_delay),
-            ),
-            (
-                "ALERT_SPOOLED_AFTER",
-                human_duration(self.uploader.alert_spooled_after),
-            ),
-            ("SHUTDOWN_TIMEOUT", human_duration(self.shutdown_timeout)),
-            (
-                "LOG_FORMAT",
-                format!("{:?}", self.log_format).to_lowercase(),
-            ),
-            ("MONITOR_MODE", format!("{:?}", sampler.mode).to_lowercase()),
-            (
-                "EBPF_FAULT_SAMPLE_PERIOD",
-                self.ebpf.fault_sample_period.to_string(),
-            ),
-            (
-                "METRICS_ADDR",
-                self.metrics_addr.map_or("off".into(), |a| a.to_string()),
-            ),
-        ];
-        match slack {
-            Some(s) => {
-                out.push(("SLACK_API_TOKEN", "<redacted>".into()));
-                out.push(("slack channel", s.effective_channel().to_string()));
-                out.push(("SLACK_API_URL", redact_url(&s.api_url)));
-                out.push(("SLACK_TIMEOUT", human_duration(s.timeout)));
-            }
-            None => out.push(("SLACK_API_TOKEN", "unset: Slack alerts off".into())),
-        }
-        let file = self.slack_token_file.as_ref();
-        out.push((
-            "SLACK_API_TOKEN_FILE",
-            file.map_or("-".into(), |f| f.display().to_string()),
-        ));
-        out
-    }
 }
 
 #[cfg(test)]
@@ -455,6 +384,11 @@ mod tests {
         assert_eq!(c.shutdown_timeout, Duration::from_secs(20));
         assert!(!c.store.force_path_style);
         assert_eq!(c.metrics_addr, Some("0.0.0.0:9090".parse().unwrap()));
+        // The spool is the monitor's own, not the /tmp it shares with the
+        // service, and the sizes fit a 256 MiB sidecar.
+        assert_eq!(c.spool.dir, PathBuf::from("/var/spool/memory-monitor"));
+        assert_eq!(c.capture.max_bytes, 48 << 20);
+        assert_eq!(c.spool.limits.max_bytes, 256 << 20);
     }
 
     #[test]
@@ -470,7 +404,7 @@ mod tests {
             ("HEAP_DUMP_SOCKET_DIR", "/run/sock"),
             ("DUMP_CONNECT_TIMEOUT", "2"),
             ("DUMP_READ_TIMEOUT", "1m30s"),
-            ("DUMP_MAX_SIZE", "1.5GB"),
+            ("DUMP_MAX_SIZE", "50MB"),
             ("S3_FORCE_PATH_STYLE", "true"),
             ("S3_MAX_ATTEMPTS", "5"),
             ("SPOOL_DIR", "/var/spool/mm"),
@@ -496,7 +430,7 @@ mod tests {
         assert_eq!(c.capture.socket_dir, PathBuf::from("/run/sock"));
         assert_eq!(c.capture.connect_timeout, Duration::from_secs(2));
         assert_eq!(c.capture.read_timeout, Duration::from_secs(90));
-        assert_eq!(c.capture.max_bytes, 1_500_000_000);
+        assert_eq!(c.capture.max_bytes, 50_000_000);
         assert!(c.store.force_path_style);
         assert_eq!(c.store.max_attempts, 5);
         assert_eq!(c.spool.dir, PathBuf::from("/var/spool/mm"));
@@ -659,7 +593,7 @@ mod tests {
             ("DUMP_COOLDOWN", &["x", "-1s"]),
             ("S3_BUCKET", &["", "  "]),
             ("POD_NAME", &["", "../etc", "p/q"]),
-            ("HISTORY_WINDOW_SIZE", &["0", "-1", "ten", "1.5"]),
+            ("HISTORY_WINDOW_SIZE", &["0", "-1", "ten", "1.5", "10001"]),
             ("SPIKE_MULTIPLIER", &["1", "0.5", "NaN", "inf", "x"]),
             ("SLACK_API_URL", &["slack.com/api", "ftp://x"]),
             ("SLACK_TIMEOUT", &["0", "never"]),
@@ -693,6 +627,43 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn settings_are_checked_against_each_other_with_the_rest() {
+        let long_dir = format!("/{}", "s".repeat(100));
+        let err = parse(&with(&[
+            ("CHECK_INTERVAL", "0"),
+            ("HISTORY_WINDOW_SIZE", "20000"),
+            ("DUMP_MAX_SIZE", "2MiB"),
+            ("SPOOL_MAX_SIZE", "1MiB"),
+            ("HEAP_DUMP_SOCKET_DIR", &long_dir),
+        ]))
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "CHECK_INTERVAL=\"0\": must be above zero",
+            "HISTORY_WINDOW_SIZE=\"20000\": at most 10000 samples",
+            "SPOOL_MAX_SIZE (1.0 MiB, 1048576 bytes) is below DUMP_MAX_SIZE (2.0 MiB, 2097152 bytes)",
+            "the socket path /sss",
+            "(120 bytes), over the 107 bytes",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        assert_eq!(err.0.len(), 4, "{text}");
+
+        // At the bounds: accepted.
+        let fits = format!("/{}", "s".repeat(MAX_SOCKET_PATH - 16 - "svc".len() - 1));
+        let c = parse(&with(&[
+            ("HISTORY_WINDOW_SIZE", "10000"),
+            ("DUMP_MAX_SIZE", "1MiB"),
+            ("SPOOL_MAX_SIZE", "1MiB"),
+            ("HEAP_DUMP_SOCKET_DIR", &fits),
+        ]))
+        .unwrap();
+        assert_eq!(c.detector.window_size.get(), MAX_WINDOW_SIZE);
+        // The defaults agree with each other.
+        assert!(parse(&REQUIRED).is_ok());
     }
 
     #[test]

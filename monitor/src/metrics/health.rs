@@ -68,7 +68,11 @@ impl Health {
         }
     }
 
-    /// Readiness: configuration loaded and the loop running.
+    /// Readiness: configuration loaded, every stage built (eBPF in ebpf
+    /// mode, the S3 client, the spool) and the loop running; never the
+    /// target. The manifests' startup probe hits it: a native sidecar's
+    /// startup gates the service, so it must pass before the target exists,
+    /// and never for a monitor that cannot start.
     pub(super) fn ready(&self) -> bool {
         self.running.load(Ordering::Relaxed)
     }

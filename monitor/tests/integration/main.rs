@@ -6,6 +6,7 @@
 //!
 //! - [`backoff`]: a target whose captures keep failing is not asked at every sample;
 //! - [`capture`]: heap-dump capture from the demo and from broken targets;
+//! - [`discovery`]: finding the target by name, renamed services, wrong names;
 //! - [`store`]: `S3Store` against Garage;
 //! - [`notify`]: the Slack client against the stand-in;
 //! - [`end_to_end`]: the monitor binary in procfs mode, detection to alert;
@@ -25,6 +26,7 @@
 
 mod backoff;
 mod capture;
+mod discovery;
 #[cfg(feature = "ebpf")]
 mod ebpf;
 #[cfg(feature = "ebpf")]

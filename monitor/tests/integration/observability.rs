@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use testkit::logs;
-use testkit::monitor::Monitor;
+use testkit::monitor::{Monitor, storeless_env};
 use testkit::rig::{Rig, steady};
 use testkit::slack::{Behaviour, SlackStandIn};
 
@@ -194,6 +194,55 @@ fn metrics_and_health_follow_the_run() {
         0.0
     );
     assert_eq!(get(addr, "/nope").0, 404);
+}
+
+/// The manifests' startup probe (GET /readyz) gates the service's start, so
+/// it must pass before the target exists; and a monitor that cannot start
+/// (here: no AWS region) must never pass it, so the service waits.
+#[test]
+fn readyz_passes_before_any_target_and_never_for_a_monitor_that_cannot_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = storeless_env("obs-no-target", dir.path());
+    env.insert("METRICS_ADDR".into(), "127.0.0.1:0".into());
+    let mut monitor = Monitor::start(&env);
+    let addr = metrics_addr(&monitor);
+    monitor.wait_for(&[logs::WAITING_FOR_TARGET], 1, Duration::from_secs(20));
+    assert_eq!(get(addr, "/readyz").0, 200);
+    assert_eq!(get(addr, "/healthz").0, 200);
+    assert!(monitor.matching(&[logs::TARGET_FOUND]).is_empty());
+    assert!(monitor.stop(Duration::from_secs(10)).success());
+
+    // A free port, so the probe can be aimed before the monitor says where.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    env.insert("METRICS_ADDR".into(), addr.to_string());
+    env.remove("AWS_REGION");
+    let mut broken = Monitor::start(&env);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut probes = 0;
+    while broken.try_status().is_none() && Instant::now() < deadline {
+        // Refused or 503 until it exits; never 200.
+        if let Ok(mut s) = TcpStream::connect(addr) {
+            probes += 1;
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let _ = write!(
+                s,
+                "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            );
+            let mut reply = String::new();
+            let _ = s.read_to_string(&mut reply);
+            assert!(!reply.starts_with("HTTP/1.1 200"), "{reply}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let status = broken.wait(Duration::from_secs(5)).expect("exited");
+    assert!(!status.success(), "{status:?}");
+    let log = broken.logs().join("\n");
+    assert!(log.contains("memory-monitor cannot run"), "{log}");
+    eprintln!("probed /readyz {probes} time(s) before the monitor gave up");
 }
 
 #[test]
