@@ -75,8 +75,8 @@ pub struct Args {
     /// Timeout for the whole heap-dump reply, from request to end of file.
     #[arg(long, env = "DUMP_READ_TIMEOUT", default_value = "60s")]
     pub dump_read_timeout: String,
-    /// Largest heap-dump reply accepted. Up to four can be in memory at once (read, uploaded, held while the spool fails): the default fits a 256Mi sidecar.
-    #[arg(long, env = "DUMP_MAX_SIZE", default_value = "48MiB")]
+    /// Largest heap-dump reply accepted. Replies stream through the spool; only while the spool cannot be written are dumps held in memory (three at most): the default fits a 256Mi sidecar.
+    #[arg(long, env = "DUMP_MAX_SIZE", default_value = "64MiB")]
     pub dump_max_size: String,
     /// Path-style S3 addressing (for S3-compatible stores such as Garage or MinIO).
     #[arg(long, env = "S3_FORCE_PATH_STYLE", default_value = "false")]

@@ -387,7 +387,7 @@ mod tests {
         // The spool is the monitor's own, not the /tmp it shares with the
         // service, and the sizes fit a 256 MiB sidecar.
         assert_eq!(c.spool.dir, PathBuf::from("/var/spool/memory-monitor"));
-        assert_eq!(c.capture.max_bytes, 48 << 20);
+        assert_eq!(c.capture.max_bytes, 64 << 20);
         assert_eq!(c.spool.limits.max_bytes, 256 << 20);
     }
 
