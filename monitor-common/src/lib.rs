@@ -104,12 +104,51 @@ pub const CONFIG_MAP: &str = "CONFIG";
 pub const STATS_MAP: &str = "STATS";
 /// Name of the perf_event program fired every N page faults of the target.
 pub const PAGE_FAULTS_PROGRAM: &str = "page_faults";
-/// Names of the fexit programs and the syscall each one watches, in the order
-/// (program, syscall name without arch prefix, event kind).
-pub const SYSCALL_PROGRAMS: [(&str, &str, u32); 3] = [
-    ("sys_mmap_exit", "mmap", kind::MMAP),
-    ("sys_munmap_exit", "munmap", kind::MUNMAP),
-    ("sys_brk_exit", "brk", kind::BRK),
+/// One fexit program and the syscall entry point it attaches to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FexitHook {
+    /// Program name in the object.
+    pub program: &'static str,
+    /// Syscall name without the arch prefix (`mmap` for `__x64_sys_mmap`).
+    pub syscall: &'static str,
+    /// Event kind it sends.
+    pub kind: u32,
+    /// Arguments of the function attached to, as the kernel's BTF declares
+    /// them. An fexit program's context is an array of u64: the arguments,
+    /// then the return value, so the program reads the return value at this
+    /// index (a compile-time constant: the verifier refuses variable context
+    /// offsets). That works from fexit's first kernel, 5.5, where
+    /// `bpf_get_func_ret` needs 5.17. Userspace checks the count against the
+    /// kernel's BTF before attaching, because reading the wrong slot would
+    /// pass the verifier and report an argument as the result.
+    pub args: usize,
+}
+
+/// Arguments of the arch's syscall entry points on x86_64 (`__x64_sys_*`)
+/// and arm64 (`__arm64_sys_*`): every one takes a single
+/// `const struct pt_regs *` and unpacks the syscall's own arguments from it.
+pub const SYSCALL_ENTRY_ARGS: usize = 1;
+
+/// The fexit programs, in the order of [`TRACEPOINT_PROGRAMS`].
+pub const SYSCALL_PROGRAMS: [FexitHook; 3] = [
+    FexitHook {
+        program: "sys_mmap_exit",
+        syscall: "mmap",
+        kind: kind::MMAP,
+        args: SYSCALL_ENTRY_ARGS,
+    },
+    FexitHook {
+        program: "sys_munmap_exit",
+        syscall: "munmap",
+        kind: kind::MUNMAP,
+        args: SYSCALL_ENTRY_ARGS,
+    },
+    FexitHook {
+        program: "sys_brk_exit",
+        syscall: "brk",
+        kind: kind::BRK,
+        args: SYSCALL_ENTRY_ARGS,
+    },
 ];
 /// The classic syscall tracepoints tried when fexit is refused (they need
 /// tracefs): (program, tracepoint in the `syscalls` category, event kind), in

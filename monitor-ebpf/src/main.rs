@@ -40,7 +40,9 @@ mod programs {
         maps::{Array, PerCpuArray, RingBuf},
         programs::{BtfTracePointContext, FExitContext, PerfEventContext, TracePointContext},
     };
-    use monitor_common::{Config, EVENTS_BYTES, MemEvent, TargetFilter, kind, stat};
+    use monitor_common::{
+        Config, EVENTS_BYTES, FexitHook, MemEvent, SYSCALL_PROGRAMS, TargetFilter, kind, stat,
+    };
 
     /// Events to userspace.
     #[map(name = "EVENTS")]
@@ -149,10 +151,18 @@ mod programs {
     }
 
     /// Shared body of the syscall hooks: report only the target.
+    ///
+    /// The return value is read from the context, where fexit puts it after
+    /// the `HOOK.args` arguments, not with `FExitContext::ret()`: that calls
+    /// `bpf_get_func_ret`, which kernels before 5.17 (EKS 5.10, Ubuntu 5.15)
+    /// do not have, so the verifier would reject the program there. `HOOK` is
+    /// a const parameter so the offset is a constant, as the verifier needs.
     #[inline(always)]
-    fn syscall_exit(ctx: &FExitContext, kind: u32) {
+    fn syscall_exit<const HOOK: usize>(ctx: &FExitContext) {
+        const { assert!(HOOK < SYSCALL_PROGRAMS.len()) };
+        let FexitHook { kind, args, .. } = SYSCALL_PROGRAMS[HOOK];
         if let Some(tgid) = current_target() {
-            let ret: i64 = ctx.ret().unwrap_or(0);
+            let ret: i64 = ctx.arg(args);
             send(kind, tgid, ret as u64);
         }
     }
@@ -160,21 +170,21 @@ mod programs {
     /// fexit on the arch's mmap syscall wrapper (`__x64_sys_mmap`, …).
     #[fexit]
     pub fn sys_mmap_exit(ctx: FExitContext) -> i32 {
-        syscall_exit(&ctx, kind::MMAP);
+        syscall_exit::<0>(&ctx);
         0
     }
 
     /// fexit on the arch's munmap syscall wrapper.
     #[fexit]
     pub fn sys_munmap_exit(ctx: FExitContext) -> i32 {
-        syscall_exit(&ctx, kind::MUNMAP);
+        syscall_exit::<1>(&ctx);
         0
     }
 
     /// fexit on the arch's brk syscall wrapper.
     #[fexit]
     pub fn sys_brk_exit(ctx: FExitContext) -> i32 {
-        syscall_exit(&ctx, kind::BRK);
+        syscall_exit::<2>(&ctx);
         0
     }
 

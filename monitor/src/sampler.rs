@@ -201,7 +201,8 @@ impl Sampler {
     }
 
     /// Three map reads per call: at most once a second, however short the
-    /// tick (counters for a scrape need no more).
+    /// tick (counters for a scrape need no more). The malformed-record count
+    /// the watcher keeps goes out with them.
     fn export_kernel_stats(&mut self, now: Instant) {
         let Some(w) = &self.watcher else { return };
         if self
@@ -211,6 +212,7 @@ impl Sampler {
             return;
         }
         self.kernel_stats_read = Some(now);
+        self.metrics.ebpf_malformed_records(w.malformed_records());
         match w.stats() {
             Ok(stats) => self.metrics.ebpf_kernel(stats),
             Err(e) => debug!(error = %e, "cannot read the eBPF counters"),

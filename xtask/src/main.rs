@@ -2,7 +2,8 @@
 //!
 //! - `setup`: install what the build and tests need (bpf-linker, rust-src, Garage);
 //! - `demo`:  run the monitor against the demo target and a local S3 store;
-//! - `test`:  the whole suite: fmt, clippy, unit and integration tests, static checks.
+//! - `test`:  the whole suite: fmt, clippy, unit and integration tests, static checks;
+//! - `vm`:    the fexit programs on Debian's 6.1 kernel in a VM (this machine refuses fexit).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 mod demo;
 mod ebpf_toolchain;
+mod vm;
 
 #[derive(Parser)]
 #[command(name = "xtask", about = "memory-monitor chores")]
@@ -28,6 +30,8 @@ enum Cmd {
     Demo(demo::DemoArgs),
     /// Run the whole test suite (what CI runs).
     Test,
+    /// Boot Debian's 6.1 kernel in a VM and check the fexit programs there.
+    Vm,
 }
 
 fn main() -> Result<()> {
@@ -38,6 +42,10 @@ fn main() -> Result<()> {
             demo::run_demo(&args, ebpf)
         }
         Cmd::Test => test(),
+        Cmd::Vm => {
+            anyhow::ensure!(setup()?, "the VM check needs the eBPF toolchain");
+            vm::run_vm()
+        }
     }
 }
 

@@ -30,6 +30,10 @@ impl EbpfWatcher {
     pub async fn next_event(&mut self) -> Result<WakeEvent, EbpfError> {
         std::future::pending().await
     }
+    /// Nothing is read.
+    pub fn malformed_records(&self) -> u64 {
+        0
+    }
     /// All zero.
     pub fn stats(&self) -> Result<EbpfStats, EbpfError> {
         Ok(EbpfStats::default())

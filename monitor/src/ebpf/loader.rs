@@ -11,8 +11,7 @@ use aya::programs::perf_event::{
 };
 use aya::{Btf, Ebpf, EbpfLoader};
 use monitor_common::{
-    CONFIG_MAP, Config, EVENTS_MAP, MemEvent, PAGE_FAULTS_PROGRAM, STATS_MAP, TARGET_MAP,
-    TargetFilter, stat,
+    CONFIG_MAP, Config, EVENTS_MAP, PAGE_FAULTS_PROGRAM, STATS_MAP, TARGET_MAP, TargetFilter, stat,
 };
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -20,6 +19,7 @@ use tokio::io::unix::AsyncFd;
 use super::attach::attach_syscall_hooks;
 use super::classify::{classify, load_error, os_error, perf_error};
 use super::object::{OBJECT, program_mut, take_map};
+use super::records::{RecordSource, Skipped, next_valid};
 use super::types::{EbpfError, EbpfSettings, EbpfStats, WakeEvent};
 use crate::logging::error_chain;
 use crate::procfs::{ProcError, ProcFs};
@@ -50,6 +50,8 @@ pub struct EbpfWatcher {
     /// Hooks the kernel refused (we fell back or went without), with why.
     unavailable: Vec<String>,
     watched: Option<Watched>,
+    /// Malformed ring-buffer records skipped so far.
+    skipped: Skipped,
 }
 
 impl std::fmt::Debug for EbpfWatcher {
@@ -120,6 +122,7 @@ impl EbpfWatcher {
             syscall_points,
             unavailable,
             watched: None,
+            skipped: Skipped::default(),
         };
         watcher.set_filter(0)?;
         // Opening perf events is the step most often refused (CAP_PERFMON,
@@ -133,7 +136,7 @@ impl EbpfWatcher {
         watcher.watch(me)?;
         watcher.unwatch();
         // The probe may have queued wake-ups about the monitor itself.
-        while pop(watcher.events.get_mut())?.is_some() {}
+        while next_valid(watcher.events.get_mut(), &mut watcher.skipped).is_some() {}
         Ok(watcher)
     }
 
@@ -201,12 +204,14 @@ impl EbpfWatcher {
         &self.unavailable
     }
 
-    /// Next wake-up from the kernel side. Cancel-safe: an event is only
-    /// taken from the ring buffer when it is returned.
+    /// Next wake-up from the kernel side. Cancel-safe: a record is only
+    /// taken from the ring buffer when it is returned or skipped. Malformed
+    /// records are skipped and counted ([`Self::malformed_records`]), never
+    /// the end of the stream.
     pub async fn next_event(&mut self) -> Result<WakeEvent, EbpfError> {
         loop {
-            if let Some(event) = pop(self.events.get_mut())? {
-                return WakeEvent::try_from(event);
+            if let Some(event) = next_valid(self.events.get_mut(), &mut self.skipped) {
+                return Ok(event);
             }
             let mut guard = self
                 .events
@@ -216,12 +221,17 @@ impl EbpfWatcher {
                     context: "waiting on the eBPF ring buffer".into(),
                     source,
                 })?;
-            match pop(guard.get_inner_mut())? {
-                Some(event) => return WakeEvent::try_from(event),
+            match next_valid(guard.get_inner_mut(), &mut self.skipped) {
+                Some(event) => return Ok(event),
                 // Drained: wait for the next epoll notification.
                 None => guard.clear_ready(),
             }
         }
+    }
+
+    /// Malformed ring-buffer records skipped since loading.
+    pub fn malformed_records(&self) -> u64 {
+        self.skipped.count()
     }
 
     /// Kernel-side counters summed over CPUs.
@@ -307,18 +317,11 @@ impl Drop for EbpfWatcher {
     }
 }
 
-/// Takes one record off the ring buffer, if any.
-fn pop(ring: &mut RingBuf<MapData>) -> Result<Option<MemEvent>, EbpfError> {
-    let Some(item) = ring.next() else {
-        return Ok(None);
-    };
-    let bytes: &[u8] = &item;
-    bytemuck::try_pod_read_unaligned::<MemEvent>(bytes)
-        .map(Some)
-        .map_err(|_| EbpfError::Malformed {
-            len: bytes.len(),
-            expected: size_of::<MemEvent>(),
-        })
+impl RecordSource for RingBuf<MapData> {
+    fn with_next<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        let item = self.next()?;
+        Some(f(&item))
+    }
 }
 
 /// The thread list of `pid` could not be read from /proc.

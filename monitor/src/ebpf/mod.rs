@@ -24,14 +24,18 @@
 //! same API exists and [`EbpfWatcher::load`] returns [`EbpfError::NotBuilt`].
 //!
 //! The parts: `types` holds the public types; `loader` loads the object and
-//! owns the ring buffer and the target's perf events; `attach` is the ladder of
-//! attach points tried for the syscall hooks; `classify` turns the kernel's
+//! owns the ring buffer and the target's perf events; `records` turns ring-buffer
+//! records into wake-ups, skipping and counting malformed ones; `attach` is the ladder of
+//! attach points tried for the syscall hooks (`btf_params` checks the fexit
+//! programs' argument counts against the kernel's BTF); `classify` turns the kernel's
 //! refusals into [`EbpfError`]s that say what to fix; `object` is the embedded
 //! object and typed access to it. `disabled` stands in for all of them without
 //! the `ebpf` feature.
 
 #[cfg(feature = "ebpf")]
 mod attach;
+#[cfg(feature = "ebpf")]
+mod btf_params;
 #[cfg(feature = "ebpf")]
 mod classify;
 #[cfg(not(feature = "ebpf"))]
@@ -40,6 +44,8 @@ mod disabled;
 mod loader;
 #[cfg(feature = "ebpf")]
 mod object;
+#[cfg(feature = "ebpf")]
+mod records;
 mod types;
 
 pub use monitor_common::{MemEvent, kind};

@@ -117,6 +117,13 @@ impl Metrics {
         *last = now;
     }
 
+    /// The watcher's total of malformed ring-buffer records skipped, as
+    /// read now; the counter moves by what changed since the last call.
+    pub fn ebpf_malformed_records(&self, total: u64) {
+        let old = self.ebpf_malformed_last.swap(total, Ordering::Relaxed);
+        self.ebpf_malformed.inc_by(total.saturating_sub(old));
+    }
+
     /// The current mode: `memory_monitor_mode{mode="ebpf"}` or `{mode="procfs"}`
     /// is 1, the other 0.
     pub fn set_mode(&self, mode: Sampling) {

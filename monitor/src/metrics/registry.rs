@@ -2,7 +2,7 @@
 //! each label set created at start (at 0, so `rate()` works before the first
 //! event), and the small recording methods the loop and the uploader call.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
@@ -46,6 +46,9 @@ pub struct Metrics {
     pub(super) ebpf_kernel: Family<One, Counter>,
     /// The kernel totals last seen, to turn them into counter increments.
     pub(super) ebpf_kernel_last: std::sync::Mutex<EbpfStats>,
+    pub(super) ebpf_malformed: Counter,
+    /// The watcher's malformed-record total last seen.
+    pub(super) ebpf_malformed_last: AtomicU64,
     pub(super) mode: Family<One, Gauge>,
     pub(super) target_restarts: Counter,
     pub(super) target_found: Gauge,
@@ -83,6 +86,8 @@ impl Metrics {
             ebpf_events: Counter::default(),
             ebpf_kernel: Family::default(),
             ebpf_kernel_last: std::sync::Mutex::default(),
+            ebpf_malformed: Counter::default(),
+            ebpf_malformed_last: AtomicU64::new(0),
             mode: Family::default(),
             target_restarts: Counter::default(),
             target_found: Gauge::default(),
@@ -177,6 +182,11 @@ impl Metrics {
             "ebpf_kernel_events",
             "The eBPF programs' own counters (the kernel side's diagnostics): sent to the ring buffer, dropped_full (ring buffer full: a wake-up lost, the next tick still samples), throttled (within the 50 ms per-CPU gap)",
             m.ebpf_kernel.clone(),
+        );
+        registry.register(
+            "ebpf_malformed_records",
+            "eBPF ring-buffer records skipped as malformed (wrong size or unknown kind); the stream goes on",
+            m.ebpf_malformed.clone(),
         );
         registry.register(
             "mode",
@@ -278,6 +288,7 @@ mod tests {
             "memory_monitor_upload_duration_seconds_count",
             "memory_monitor_delivery_delay_seconds_count",
             "memory_monitor_ebpf_events_total",
+            "memory_monitor_ebpf_malformed_records_total",
             "memory_monitor_mode{mode=\"ebpf\"}",
             "memory_monitor_target_restarts_total",
             "memory_monitor_target_found",
@@ -313,6 +324,8 @@ mod tests {
         m.failed(FailedStage::Upload);
         m.dropped(Reason::Spike);
         m.ebpf_event();
+        m.ebpf_malformed_records(2);
+        m.ebpf_malformed_records(3);
         m.target_lost();
         m.target_found();
         let t = m.encode();
@@ -355,6 +368,10 @@ mod tests {
             1.0
         );
         assert_eq!(value(&t, "memory_monitor_ebpf_events_total"), 1.0);
+        assert_eq!(
+            value(&t, "memory_monitor_ebpf_malformed_records_total"),
+            3.0
+        );
         assert_eq!(value(&t, "memory_monitor_mode{mode=\"procfs\"}"), 1.0);
         assert_eq!(value(&t, "memory_monitor_mode{mode=\"ebpf\"}"), 0.0);
         assert_eq!(value(&t, "memory_monitor_target_restarts_total"), 1.0);

@@ -93,6 +93,16 @@ impl Faulter {
         self.expect_line("faulted");
     }
 
+    /// Calls mmap, munmap and brk once each; returns what mmap and brk
+    /// returned (munmap returns 0).
+    fn syscalls(&mut self) -> (i64, i64) {
+        writeln!(self.stdin, "syscalls").unwrap();
+        self.stdin.flush().unwrap();
+        let line = self.expect_line("syscalls");
+        let mut values = line.split_whitespace().map(|v| v.parse::<i64>().unwrap());
+        (values.next().unwrap(), values.next().unwrap())
+    }
+
     fn exit(mut self) {
         writeln!(self.stdin, "exit").unwrap();
         let status = self.child.wait().unwrap();
@@ -143,6 +153,32 @@ fn child_process() {
                     std::hint::black_box(&v);
                 }
                 writeln!(out, "faulted").unwrap();
+                out.flush().unwrap();
+            }
+            ["syscalls"] => {
+                // One mmap, its munmap and a brk, with the results the
+                // kernel returned, for the test to compare with the events.
+                const LEN: usize = 1 << 20;
+                // SAFETY: a fresh private anonymous mapping, unmapped
+                // before anything else can use it.
+                let addr = unsafe {
+                    libc::mmap(
+                        std::ptr::null_mut(),
+                        LEN,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                        -1,
+                        0,
+                    )
+                };
+                assert_ne!(addr, libc::MAP_FAILED);
+                // SAFETY: exactly the mapping made above.
+                assert_eq!(unsafe { libc::munmap(addr, LEN) }, 0);
+                // SAFETY: grows the heap by one page; nothing uses it.
+                let old = unsafe { libc::sbrk(4096) };
+                assert_ne!(old as isize, -1);
+                let brk = old as usize + 4096;
+                writeln!(out, "syscalls {} {brk}", addr as usize).unwrap();
                 out.flush().unwrap();
             }
             ["exit"] => return,
@@ -370,6 +406,53 @@ async fn throttle_bounds_the_event_rate() {
         stats.throttled > 60_000,
         "65536 faults mostly throttled: {stats:?}"
     );
+    target.exit();
+}
+
+/// The fexit programs report each syscall's return value (read from the
+/// context after the function's arguments, not with `bpf_get_func_ret`):
+/// the address mmap returned, munmap's 0 and the new break brk returned.
+/// Needs a kernel that allows fexit: the CI machine refuses it, so there
+/// this says NOT RUN and `cargo xtask vm` runs it in a VM that allows it.
+#[tokio::test]
+async fn fexit_reports_the_syscall_results() {
+    if !ebpf_can_run() {
+        return;
+    }
+    let mut watcher = EbpfWatcher::load(&settings(1 << 20)).expect("load");
+    let points = watcher.attach_points();
+    let fexit = points.iter().filter(|p| p.starts_with("fexit:")).count();
+    if fexit < 3 {
+        // A kernel policy, not a broken build: skip even under CI.
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n!!! fexit_reports_the_syscall_results NOT RUN: this kernel refuses fexit ({:?}); `cargo xtask vm` runs it",
+            watcher.unavailable_hooks()
+        );
+        return;
+    }
+    let mut target = Faulter::spawn();
+    watcher.watch(target.pid()).expect("watch");
+    let (mmap, brk) = target.syscalls();
+    let events = drain(&mut watcher, Duration::from_millis(300)).await;
+    let pid = target.pid() as u32;
+    let values = |kind| -> Vec<i64> {
+        events
+            .iter()
+            .filter(|e| e.pid == pid && e.kind == kind)
+            .map(|e| e.value)
+            .collect()
+    };
+    let _ = writeln!(
+        std::io::stderr(),
+        "FEXIT-VALUES mmap={mmap:#x} brk={brk:#x} events: mmap {:x?} munmap {:?} brk {:x?}",
+        values(WakeKind::Mmap),
+        values(WakeKind::Munmap),
+        values(WakeKind::Brk)
+    );
+    assert!(values(WakeKind::Mmap).contains(&mmap), "{events:?}");
+    assert_eq!(values(WakeKind::Munmap), [0], "{events:?}");
+    assert!(values(WakeKind::Brk).contains(&brk), "{events:?}");
     target.exit();
 }
 
