@@ -284,6 +284,8 @@ mod tests {
             "memory_monitor_dumps_uploaded_total{reason=\"spike\"}",
             "memory_monitor_dumps_failed_total{stage=\"upload\"}",
             "memory_monitor_dumps_spooled_total",
+            "memory_monitor_spool_tidied_total{what=\"partial_file\"}",
+            "memory_monitor_spool_moved_aside_total",
             "memory_monitor_dumps_dropped_total{reason=\"slow-leak\"}",
             "memory_monitor_upload_duration_seconds_count",
             "memory_monitor_delivery_delay_seconds_count",

@@ -49,3 +49,35 @@ impl SpoolSeries {
         self.moved_aside.inc_by(t.moved_aside.len() as u64);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::metrics::Metrics;
+    use crate::metrics::exposed_value as value;
+    use crate::spool::Tidied;
+
+    #[test]
+    fn tidying_is_counted_by_what_was_removed() {
+        let m = Metrics::new(Duration::from_secs(1));
+        m.spool_tidied(&Tidied {
+            partial: 2,
+            orphan_dumps: 1,
+            orphan_records: 0,
+            moved_aside: vec![("x.json".into(), "foreign".into())],
+            pending: 5,
+        });
+        let text = m.encode();
+        let tidied = |what: &str| {
+            value(
+                &text,
+                &format!("memory_monitor_spool_tidied_total{{what=\"{what}\"}}"),
+            )
+        };
+        assert_eq!(tidied("partial_file"), 2.0);
+        assert_eq!(tidied("dump_without_record"), 1.0);
+        assert_eq!(tidied("record_without_dump"), 0.0);
+        assert_eq!(value(&text, "memory_monitor_spool_moved_aside_total"), 1.0);
+    }
+}
