@@ -300,6 +300,14 @@ mod tests {
         std::os::unix::fs::symlink(&exe, &link).unwrap();
         let mut child = Command::new(&link).arg("30").spawn().unwrap();
         let pid = child.id() as i32;
+        // spawn() may return before exec has finished setting the comm.
+        for _ in 0..200 {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim_end() == "mm-other-name" {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         let mut target = Target::new(ProcFs::default(), &exe_name, std::process::id() as i32);
         let mut close = Vec::new();
         for _ in 0..200 {

@@ -11,10 +11,9 @@
 //! O_EXCL and O_NOFOLLOW, because the directory may be reachable by the
 //! target's UID.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,11 +22,13 @@ use thiserror::Error;
 
 use crate::naming;
 
+mod files;
 mod record;
 mod room;
 mod tidy;
 mod writer;
 
+use files::{create_new, create_private_dir, is_record_file, remove_if_present, write_new};
 use room::{MIN_RESERVE, size_of};
 
 pub use record::{RECORD_VERSION, SpoolRecord};
@@ -322,13 +323,19 @@ impl Spool {
             });
         }
         let dump = self.dir.join(naming::dump_file_name(&record.info.id));
-        if !dump.exists() {
-            return Err(SpoolError::MissingDump {
+        match fs::symlink_metadata(&dump) {
+            Ok(meta) if meta.is_file() => Ok(Some(Spooled { record, path: dump })),
+            // A symlink (or anything else) in a dump's place would make the
+            // uploader send whatever it points at.
+            Ok(_) => Err(SpoolError::BadRecord {
+                path: path.to_path_buf(),
+                why: format!("its dump {} is not a regular file", dump.display()),
+            }),
+            Err(_) => Err(SpoolError::MissingDump {
                 path: path.to_path_buf(),
                 dump,
-            });
+            }),
         }
-        Ok(Some(Spooled { record, path: dump }))
     }
 
     /// Removes a dump once it is stored (record first, so a crash in between
@@ -348,60 +355,6 @@ impl Spool {
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(io_err(&self.dir))
-    }
-}
-
-fn is_record_file(path: &Path) -> bool {
-    let hidden = path
-        .file_name()
-        .is_some_and(|n| n.as_bytes().starts_with(b"."));
-    !hidden && path.extension().is_some_and(|e| e == "json")
-}
-
-/// Creates `dir` (and missing parents) with mode 0700.
-fn create_private_dir(dir: &Path) -> Result<(), SpoolError> {
-    match fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            // Parent missing (e.g. a fresh volume): create parents, then ours.
-            if let Some(parent) = dir.parent() {
-                fs::create_dir_all(parent).map_err(io_err(parent))?;
-            }
-            fs::DirBuilder::new()
-                .mode(0o700)
-                .create(dir)
-                .map_err(io_err(dir))
-        }
-        Err(e) => Err(io_err(dir)(e)),
-    }
-}
-
-/// Opens `path` for writing, exclusively (O_EXCL, O_NOFOLLOW, mode 0600).
-fn create_new(path: &Path) -> Result<File, SpoolError> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(io_err(path))
-}
-
-/// Creates `path` exclusively, writes `bytes` and syncs it.
-fn write_new(path: &Path, bytes: &[u8]) -> Result<(), SpoolError> {
-    let mut file = create_new(path)?;
-    let written = file.write_all(bytes).and_then(|()| file.sync_all());
-    written.map_err(|e| {
-        let _ = fs::remove_file(path);
-        io_err(path)(e)
-    })
-}
-
-fn remove_if_present(path: &Path) -> Result<(), SpoolError> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(path)(e)),
-        _ => Ok(()),
     }
 }
 

@@ -189,22 +189,27 @@ fn byte_limit_applies_too() {
 
 #[test]
 fn a_failure_to_enforce_the_limits_does_not_unspool_the_dump() {
+    if !testkit::guard::can_run(
+        (!testkit::guard::is_root()).then_some("needs root to make a file immutable"),
+    ) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let spool = spool_in(dir.path(), limits(100, 8));
     spool.put(record("old", Reason::Spike, 1), b"1234").unwrap();
     let mut writer = spool.begin().unwrap();
     writer.write_all(b"123456").unwrap();
-    // Meanwhile the oldest dump's file became impossible to remove (a
-    // directory in its place), so the eviction after the commit fails.
-    fs::remove_file(dir.path().join("old.pprof")).unwrap();
-    fs::create_dir(dir.path().join("old.pprof")).unwrap();
-    fs::write(dir.path().join("old.pprof/x"), [0u8; 64]).unwrap();
+    // Meanwhile the oldest dump became impossible to remove (immutable), so
+    // the eviction after the commit fails.
+    let old = dir.path().join("old.json");
+    let chattr = |flag: &str| Command::new("chattr").arg(flag).arg(&old).status();
+    assert!(chattr("+i").unwrap().success(), "chattr +i");
     let staged = writer.finish().unwrap();
-    let put = spool
-        .commit(staged, record("new", Reason::Spike, 2))
-        .unwrap();
+    let put = spool.commit(staged, record("new", Reason::Spike, 2));
+    assert!(chattr("-i").unwrap().success(), "chattr -i");
+    let put = put.unwrap();
     let err = put.limit_error.expect("the eviction failed").to_string();
-    assert!(err.contains("old.pprof"), "{err}");
+    assert!(err.contains("old.json"), "{err}");
     assert_eq!(fs::read(&put.spooled.path).unwrap(), b"123456");
     assert!(ids(&spool).contains(&"new".to_string()));
 }
@@ -251,6 +256,16 @@ fn tidy_clears_what_a_crash_leaves_and_moves_foreign_records_aside() {
         fs::write(dir.path().join(format!("{name}.pprof")), b"x").unwrap();
     }
     fs::write(dir.path().join("junk.json"), b"{not json").unwrap();
+    // A record whose "dump" is a link to a file elsewhere.
+    let mut linked = record("linked", Reason::Spike, 7);
+    linked.info.key = "p/pod-0-2023-11-14-22-13-27-spike.pprof".into();
+    fs::write(
+        dir.path().join("linked.json"),
+        serde_json::to_vec(&linked).unwrap(),
+    )
+    .unwrap();
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::os::unix::fs::symlink(secret.path(), dir.path().join("linked.pprof")).unwrap();
     // What a crash leaves: partial files, a dump without its record, a
     // record without its dump.
     fs::write(dir.path().join(".capture-00aa.tmp"), b"part").unwrap();
@@ -272,7 +287,13 @@ fn tidy_clears_what_a_crash_leaves_and_moves_foreign_records_aside() {
     aside.sort();
     assert_eq!(
         aside,
-        ["escape.json", "junk.json", "odd.json", "outside.json"]
+        [
+            "escape.json",
+            "junk.json",
+            "linked.json",
+            "odd.json",
+            "outside.json"
+        ]
     );
     assert_eq!(tidied.pending, 2);
     assert_eq!(ids(&spool), ["ours", "earlier"]);
@@ -282,6 +303,8 @@ fn tidy_clears_what_a_crash_leaves_and_moves_foreign_records_aside() {
             "escape.json",
             "escape.pprof",
             "junk.json",
+            "linked.json",
+            "linked.pprof",
             "odd.json",
             "odd.pprof",
             "outside.json",

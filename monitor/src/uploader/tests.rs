@@ -16,6 +16,8 @@ use crate::store::{Body, StoreError};
 #[derive(Clone, Default)]
 struct FlakyStore {
     failing: HashMap<String, bool>,
+    /// A key whose put takes this long (the worker is busy meanwhile).
+    slow: Option<(String, Duration)>,
     attempts: Arc<Mutex<Vec<String>>>,
 }
 
@@ -34,6 +36,11 @@ impl ObjectStore for FlakyStore {
         _metadata: &[(String, String)],
     ) -> Result<(), StoreError> {
         self.attempts.lock().unwrap().push(key.to_string());
+        if let Some((slow, took)) = &self.slow
+            && slow == key
+        {
+            tokio::time::sleep(*took).await;
+        }
         if let Body::File(path) = body {
             std::fs::read(&path).expect("the spooled file is readable");
         }
@@ -158,6 +165,28 @@ async fn a_dump_whose_file_is_gone_is_given_up_and_the_next_goes_on() {
     let (uploader, stop) = start(store.clone(), spool.clone());
     wait_until("b stored", || store.attempts_of(&b) == 1).await;
     assert_eq!(store.attempts_of(&a), 0, "nothing to send for a");
+    let _ = stop.send(true);
+    uploader.finish(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_dump_replaced_by_a_symlink_is_never_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, a, b) = spool_with_two(dir.path());
+    let (pending, _) = spool.pending().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, b"not a dump").unwrap();
+    // While `a` uploads, so the uploader already holds `b`'s job.
+    let store = FlakyStore {
+        slow: Some((a.clone(), Duration::from_millis(500))),
+        ..FlakyStore::default()
+    };
+    let (uploader, stop) = start(store.clone(), spool.clone());
+    wait_until("a started", || store.attempts_of(&a) == 1).await;
+    std::fs::remove_file(&pending[1].path).unwrap();
+    std::os::unix::fs::symlink(&secret, &pending[1].path).unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(store.attempts_of(&b), 0, "the link was followed");
     let _ = stop.send(true);
     uploader.finish(Duration::from_secs(1)).await;
 }

@@ -143,17 +143,14 @@ impl<S: ObjectStore> Worker<S> {
         job.attempts += 1;
         let info = &job.dump.record().info;
         let body = match &job.dump {
-            Payload::Spooled(s) => match tokio::fs::metadata(&s.path).await {
-                Ok(_) => Body::File(s.path.clone()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Payload::Spooled(s) => match spooled_file(&s.path).await {
+                Ok(()) => Body::File(s.path.clone()),
+                Err(FileTrouble::Gone) => {
                     self.metrics.failed(FailedStage::Lost);
                     error!(path = %s.path.display(), key = %info.key, "spooled dump is gone before upload (dropped from a full spool, or deleted); nothing left to store");
                     return Outcome::Done;
                 }
-                // Out of file descriptors, say: the dump is still there.
-                Err(e) => {
-                    return self.failed(job, format!("cannot open the spooled dump: {e}"), true);
-                }
+                Err(FileTrouble::Unusable(why)) => return self.failed(job, why, true),
             },
             Payload::Memory(_, bytes, _) => Body::Bytes(bytes.clone()),
         };
@@ -266,6 +263,41 @@ impl<S: ObjectStore> Worker<S> {
     }
 }
 
+/// Why a spooled dump's file cannot be sent now.
+#[derive(Debug, PartialEq)]
+enum FileTrouble {
+    /// Removed (uploaded meanwhile, evicted from a full spool, deleted).
+    Gone,
+    /// There but not usable now (out of file descriptors, I/O error) or
+    /// not a regular file: worth another try, never "lost".
+    Unusable(String),
+}
+
+/// Checks the spooled file is a regular file, without following a symlink
+/// (a link planted in its place would send what it points at).
+async fn spooled_file(path: &std::path::Path) -> Result<(), FileTrouble> {
+    match tokio::fs::symlink_metadata(path).await {
+        Ok(meta) if meta.is_file() => Ok(()),
+        Ok(_) => Err(FileTrouble::Unusable(format!(
+            "the spooled dump {} is not a regular file",
+            path.display()
+        ))),
+        Err(e) => Err(file_trouble(&e, path)),
+    }
+}
+
+/// Only ENOENT means the dump is gone.
+fn file_trouble(e: &std::io::Error, path: &std::path::Path) -> FileTrouble {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        FileTrouble::Gone
+    } else {
+        FileTrouble::Unusable(format!(
+            "cannot open the spooled dump {}: {e}",
+            path.display()
+        ))
+    }
+}
+
 /// Time since the dump was captured (zero if the clock went back).
 fn age_of(dump: &Payload) -> Duration {
     chrono::Utc::now()
@@ -284,6 +316,25 @@ fn stop_with(jobs: &[Job]) {
     for job in jobs {
         if let Payload::Memory(record, ..) = &job.dump {
             error!(key = %record.info.key, "shutting down with a dump that was never spooled; it is lost");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_missing_file_is_gone() {
+        let path = std::path::Path::new("/spool/x.pprof");
+        let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+        assert_eq!(file_trouble(&missing, path), FileTrouble::Gone);
+        for errno in [libc::EMFILE, libc::ENFILE, libc::EIO, libc::ELOOP] {
+            let e = std::io::Error::from_raw_os_error(errno);
+            match file_trouble(&e, path) {
+                FileTrouble::Unusable(why) => assert!(why.contains("x.pprof"), "{why}"),
+                FileTrouble::Gone => panic!("errno {errno} is not a gone file"),
+            }
         }
     }
 }
