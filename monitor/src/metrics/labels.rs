@@ -2,11 +2,8 @@
 //! metrics are, so dashboards and `rate()` see each series from the first
 //! scrape. [`FailedStage`] names the stages of `dumps_failed_total`.
 
-use crate::dump::{Reason, Sampling, Trigger};
+use crate::dump::{Sampling, Trigger};
 
-/// Every reason, so each label exists (at 0) from the first scrape and
-/// `rate()` works before the first dump.
-pub(super) const REASONS: [Reason; 3] = [Reason::Baseline, Reason::Spike, Reason::SlowLeak];
 pub(super) const TRIGGERS: [Trigger; 3] = [Trigger::Tick, Trigger::Event, Trigger::Startup];
 pub(super) const MODES: [Sampling; 2] = [Sampling::Ebpf, Sampling::Procfs];
 pub(super) const KERNEL_OUTCOMES: [&str; 3] = ["sent", "dropped_full", "throttled"];

@@ -14,7 +14,7 @@ use prometheus_client::registry::{Registry, Unit};
 use tracing::error;
 
 use super::health::Health;
-use super::labels::{KERNEL_OUTCOMES, MODES, One, REASONS, STAGES, TRIGGERS, Two};
+use super::labels::{KERNEL_OUTCOMES, MODES, One, STAGES, TRIGGERS, Two};
 use super::spool::SpoolSeries;
 use crate::dump::{Reason, Trigger};
 use crate::ebpf::EbpfStats;
@@ -219,7 +219,9 @@ impl Metrics {
             "1 once the current target's baseline dump is captured",
             m.baseline_taken.clone(),
         );
-        for reason in REASONS {
+        // Every reason, so each label exists (at 0) from the first scrape
+        // and `rate()` works before the first dump.
+        for reason in Reason::ALL {
             let r = [("reason", reason.as_str())];
             // `get_or_create` makes the series; the guard it returns is not needed.
             let _ = m.captured.get_or_create(&r);
