@@ -142,13 +142,13 @@ fn main() {
         table.push_str(&format!(
             "\nCatch rate, CHECK_INTERVAL 2 s, window 3, {SPIKE_MIB} MiB spikes (last row: 4 MiB over the limit) at random tick phases\n\
              (caught = a spike dump asked for before the spike was freed + {} ms)\n\n\
-             | spike held | size | eBPF | procfs |\n|---|---|---|---|\n",
+             | spike held | size | eBPF | procfs | load average |\n|---|---|---|---|---|\n",
             CATCH_MARGIN.as_millis()
         ));
         for c in &catch {
             table.push_str(&format!(
-                "| {} ms | {} MiB | {}/{} | {}/{} |\n",
-                c.hold_ms, c.spike_mib, c.ebpf, c.spikes, c.procfs, c.spikes
+                "| {} ms | {} MiB | {}/{} | {}/{} | {} |\n",
+                c.hold_ms, c.spike_mib, c.ebpf, c.spikes, c.procfs, c.spikes, c.load
             ));
         }
         let misses: Vec<String> = catch

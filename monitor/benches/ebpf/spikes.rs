@@ -232,6 +232,8 @@ pub struct CatchRate {
     pub procfs: usize,
     /// One line per spike the eBPF monitor missed: its cause.
     pub ebpf_misses: Vec<String>,
+    /// The load average when the row's spikes ran.
+    pub load: String,
 }
 
 /// Catch rate of short spikes, both modes side by side (part 2).
@@ -257,6 +259,7 @@ pub fn catch_rate(garage: &TestGarage, per_duration: usize) -> Vec<CatchRate> {
         (300, near),
     ] {
         let (mut commanded, mut peaks) = (Vec::new(), Vec::new());
+        let load = crate::load_average();
         for _ in 0..per_duration {
             // A random phase against both monitors' ticks.
             std::thread::sleep(interval.mul_f64(rng.random::<f64>()));
@@ -270,15 +273,15 @@ pub fn catch_rate(garage: &TestGarage, per_duration: usize) -> Vec<CatchRate> {
                 Duration::from_millis(hold_ms) + interval * window + Duration::from_millis(700),
             );
         }
-        plan.push((hold_ms, mib, commanded, peaks));
+        plan.push((hold_ms, mib, commanded, peaks, load));
     }
     let (ebpf_events, procfs_events) = (ebpf.demo.events(), procfs.demo.events());
     let lines = misses::parse(&ebpf.monitor.logs());
     let mut all = Vec::new();
-    for (i, (hold_ms, mib, commanded, peaks)) in plan.iter().enumerate() {
+    for (i, (hold_ms, mib, commanded, peaks, load)) in plan.iter().enumerate() {
         // Spikes of the next duration bound this one's last dump window.
         let mut bounded = commanded.clone();
-        if let Some((_, _, next, _)) = plan.get(i + 1) {
+        if let Some((_, _, next, _, _)) = plan.get(i + 1) {
             bounded.push(next[0]);
         }
         let count = |events: &[DemoEvent]| {
@@ -304,6 +307,7 @@ pub fn catch_rate(garage: &TestGarage, per_duration: usize) -> Vec<CatchRate> {
             ebpf: count(&ebpf_events),
             procfs: count(&procfs_events),
             ebpf_misses,
+            load: load.clone(),
         };
         println!(
             "catch rate interval=2s spike={:>4} ms {:>3} MiB  ebpf {}/{}  procfs {}/{}  load {}",
@@ -313,7 +317,7 @@ pub fn catch_rate(garage: &TestGarage, per_duration: usize) -> Vec<CatchRate> {
             rate.spikes,
             rate.procfs,
             rate.spikes,
-            crate::load_average()
+            rate.load
         );
         for miss in &rate.ebpf_misses {
             println!("  eBPF miss ({} ms spike): {miss}", rate.hold_ms);
