@@ -147,6 +147,13 @@ impl Monitor {
                 samples = self.detector.window().len(),
                 "tick"
             );
+        } else {
+            debug!(
+                pid = sample.target.pid,
+                rss_anon = sample.rss_anon,
+                p95 = ?a.stats.p95,
+                "event sample"
+            );
         }
         self.handle(a, sample);
     }

@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod naming;
 pub mod notify;
 pub mod procfs;
+pub mod resample;
 pub mod sampler;
 pub mod spool;
 pub mod store;

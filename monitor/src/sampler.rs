@@ -1,10 +1,11 @@
 //! Sampling: which process is the target, and its RssAnon now.
 //!
 //! The [`Sampler`] owns everything that decides *when* /proc is read: the
-//! CHECK_INTERVAL tick, the eBPF wake-ups between ticks (throttled, with one
-//! follow-up look shortly after a burst, since pages are faulted in after
-//! `mmap` returns), and the tracking of the target across exits and
-//! replacements. Both paths read through one function, [`Sampler::read`].
+//! CHECK_INTERVAL tick, the eBPF wake-ups between ticks (throttled, with
+//! trailing looks after a burst, since pages keep being faulted in after the
+//! last wake-up: [`crate::resample`]), and the tracking of the target across
+//! exits and replacements. Both paths read through one function,
+//! [`Sampler::read`].
 //!
 //! eBPF trouble never stops sampling: in `auto` mode the sampler drops to
 //! procfs for good and says so; in `ebpf` mode it says so loudly and tries
@@ -21,11 +22,10 @@ use crate::dump::{Sampling, Trigger};
 use crate::ebpf::{EbpfWatcher, WakeEvent};
 use crate::metrics::Metrics;
 use crate::procfs::{ProcError, ProcFs, ProcessId};
+use crate::resample::ResampleSchedule;
 use crate::target::{Target, TargetChange};
 use crate::units::human_duration;
 
-/// Shortest gap between two eBPF-triggered resamples.
-const MIN_EVENT_RESAMPLE: Duration = Duration::from_millis(50);
 /// Shortest gap between two reads of the eBPF programs' counters.
 const KERNEL_STATS_EVERY: Duration = Duration::from_secs(1);
 /// How often to repeat "still waiting for the target".
@@ -94,10 +94,10 @@ pub struct Sampler {
     metrics: Arc<Metrics>,
     waiting_since: Option<Instant>,
     last_reminder: Option<Instant>,
-    last_event_resample: Option<Instant>,
+    /// The reads owed to eBPF wake-ups.
+    schedule: ResampleSchedule,
     /// When the eBPF counters were last read into the metrics.
     kernel_stats_read: Option<Instant>,
-    follow_up: Option<Instant>,
 }
 
 impl Sampler {
@@ -120,9 +120,8 @@ impl Sampler {
             metrics,
             waiting_since: None,
             last_reminder: None,
-            last_event_resample: None,
+            schedule: ResampleSchedule::default(),
             kernel_stats_read: None,
-            follow_up: None,
         };
         sampler.metrics.set_mode(sampler.sampling());
         sampler
@@ -176,17 +175,18 @@ impl Sampler {
         tick
     }
 
-    /// The next reading woken by eBPF (a wake-up, or the follow-up look after
+    /// The next reading woken by eBPF (a wake-up, or a trailing look after
     /// one); never resolves in procfs mode. Cancel-safe: every state change
     /// is made before the next await.
     pub async fn event(&mut self) -> Sample {
         loop {
-            let follow_up = self.follow_up;
+            let trailing = self.schedule.next_read().map(Instant::from_std);
             let sample = tokio::select! {
                 event = next_wakeup(&mut self.watcher) => self.on_wakeup(event),
-                _ = sleep_until_opt(follow_up) => {
-                    self.follow_up = None;
-                    self.resample()
+                _ = sleep_until_opt(trailing) => {
+                    let now = Instant::now();
+                    self.schedule.trailing_read(now.into_std());
+                    self.resample(now)
                 }
             };
             if let Some(sample) = sample {
@@ -267,6 +267,7 @@ impl Sampler {
                     if let Some(w) = &mut self.watcher {
                         w.unwatch();
                     }
+                    self.schedule.clear();
                     changes.push(TargetEvent::Lost(id));
                 }
                 Err(e) => {
@@ -332,12 +333,12 @@ impl Sampler {
 
     fn drop_ebpf(&mut self) {
         self.watcher = None;
-        self.follow_up = None;
+        self.schedule.clear();
         self.metrics.set_mode(Sampling::Procfs);
     }
 
-    /// A wake-up from the ring buffer: resample now unless one happened
-    /// within [`MIN_EVENT_RESAMPLE`], and look again shortly after.
+    /// A wake-up from the ring buffer: resample now unless the schedule's
+    /// throttle says a read was just taken; trailing looks follow either way.
     fn on_wakeup(&mut self, event: Option<WakeEvent>) -> Option<Sample> {
         let Some(event) = event else {
             warn!("eBPF event stream ended; continuing in procfs mode");
@@ -346,22 +347,12 @@ impl Sampler {
         };
         self.metrics.ebpf_event();
         let now = Instant::now();
-        debug!(?event, "eBPF wake-up");
-        let ready = self
-            .last_event_resample
-            .is_none_or(|t| now.duration_since(t) >= MIN_EVENT_RESAMPLE);
-        let sample = if ready { self.resample() } else { None };
-        // Pages are faulted in after mmap returns: look again shortly after.
-        let later = self.last_event_resample.unwrap_or(now) + MIN_EVENT_RESAMPLE;
-        if self.follow_up.is_none() {
-            self.follow_up = Some(later);
-        }
-        sample
+        let ready = self.schedule.wakeup(now.into_std());
+        debug!(?event, resample = ready, "eBPF wake-up");
+        if ready { self.resample(now) } else { None }
     }
 
-    fn resample(&mut self) -> Option<Sample> {
-        let now = Instant::now();
-        self.last_event_resample = Some(now);
+    fn resample(&mut self, now: Instant) -> Option<Sample> {
         let id = self.target.current()?;
         match self.read(id) {
             Ok(rss_anon) => Some(Sample {
