@@ -1,7 +1,9 @@
 //! Benchmark: capturing and uploading one big dump (200 MiB by default).
 //! Prints the monitor's RSS while idle and its peak (VmHWM) over the capture
 //! and upload, and the latency of `/healthz` polled every 20 ms meanwhile,
-//! with the runtime on one worker thread (what a 500m CPU limit gives).
+//! with the runtime on one thread (the monitor's own `current_thread` runtime;
+//! TOKIO_WORKER_THREADS=1 gives an older, multi-thread build of it the same,
+//! what a 500m CPU limit gives).
 //!
 //! `cargo bench -p monitor --bench big_dump` (BIG_DUMP_MIB, default 200;
 //! MONITOR_BIN runs another build of the monitor, e.g. an older commit's, for
@@ -135,7 +137,7 @@ fn main() {
         mib(peak.saturating_sub(idle)),
     );
     println!(
-        "/healthz meanwhile (one runtime worker): {} probes, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {failed} failed",
+        "/healthz meanwhile (one runtime thread): {} probes, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {failed} failed",
         latencies.len(),
         percentile(&latencies, 0.5).as_secs_f64() * 1e3,
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,

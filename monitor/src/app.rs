@@ -257,5 +257,8 @@ impl Monitor {
             }
         }
         self.handoff.deliver(&request, captured, current_target);
+        // The capture's buffers are freed; give the pages back rather than
+        // idle on them until the next dump.
+        crate::alloc::release_free_memory();
     }
 }

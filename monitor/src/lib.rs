@@ -18,8 +18,10 @@
 //!
 //! [`app`] wires the stages into one loop; [`config`] reads the environment
 //! and hands each stage its settings; [`metrics`] exports what happens;
-//! [`logging`] and [`units`] serve them all.
+//! [`logging`] and [`units`] serve them all; [`alloc`] keeps the monitor's own
+//! heap small.
 
+pub mod alloc;
 pub mod app;
 pub mod backoff;
 pub mod capture;

@@ -3,14 +3,21 @@
 
 use std::time::Duration;
 
-use monitor::{app, config::Config, logging};
+use monitor::{alloc, app, config::Config, logging};
 
 /// How long the runtime waits at exit for blocking threads: a capture
 /// abandoned at shutdown may still be blocked on the target's socket, and
 /// must not hold the exit (its partial spool file is removed at next start).
 const BLOCKING_EXIT_GRACE: Duration = Duration::from_millis(200);
 
+/// Blocking threads at most (tokio's default is 512). They run the capture
+/// (one at a time), spool writes and removals, and file reads for uploads;
+/// a few cover that, and a bound keeps a burst from growing the monitor.
+const MAX_BLOCKING_THREADS: usize = 4;
+
 fn main() -> std::process::ExitCode {
+    // Before any thread exists: arenas are created per thread.
+    alloc::limit_arenas();
     let hidden = app::hide_from_same_uid();
     // Exits with status 2 and every problem listed when the environment is wrong.
     let config = Config::load();
@@ -20,7 +27,14 @@ fn main() -> std::process::ExitCode {
             "cannot mark the monitor non-dumpable ({e}): processes of its UID can read its environment"
         );
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One thread runs everything async: the loop, the uploader, the metrics
+    // server. None of it computes for long (a tick is a /proc read), and what
+    // blocks (the capture streaming a dump to disk, spool files) runs on
+    // blocking threads started when needed, so /healthz still answers
+    // promptly during a dump (the big_dump benchmark) while the idle monitor
+    // has one thread instead of one per core (docs/development.md#the-runtime).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .enable_all()
         .build()
     {

@@ -3,7 +3,8 @@
 //! - `setup`: install what the build and tests need (bpf-linker, rust-src, Garage);
 //! - `demo`:  run the monitor against the demo target and a local S3 store;
 //! - `test`:  the whole suite: fmt, clippy, unit and integration tests, static checks;
-//! - `vm`:    the fexit programs on Debian's 6.1 kernel in a VM (this machine refuses fexit).
+//! - `vm`:    the fexit programs on Debian's 6.1 kernel in a VM (this machine refuses fexit);
+//! - `seed`:  fetch and build the seed's monitor for the footprint benchmark's comparison.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,6 +14,7 @@ use clap::{Parser, Subcommand};
 
 mod demo;
 mod ebpf_toolchain;
+mod seed;
 mod vm;
 
 #[derive(Parser)]
@@ -32,6 +34,9 @@ enum Cmd {
     Test,
     /// Boot Debian's 6.1 kernel in a VM and check the fexit programs there.
     Vm,
+    /// Fetch and build the seed's monitor (cowprotocol/memory-monitor at 3afd543) under
+    /// target/seed/, for `cargo bench -p monitor --bench footprint`.
+    Seed(seed::SeedArgs),
 }
 
 fn main() -> Result<()> {
@@ -46,6 +51,7 @@ fn main() -> Result<()> {
             anyhow::ensure!(setup()?, "the VM check needs the eBPF toolchain");
             vm::run_vm()
         }
+        Cmd::Seed(args) => seed::build_seed(&args),
     }
 }
 

@@ -99,6 +99,9 @@ pub(super) async fn build(config: Config) -> anyhow::Result<(Monitor, Lifecycle)
         metrics,
         binary,
     };
+    // Start-up allocated once what it will not need again (in eBPF mode the
+    // kernel's BTF, parsed to load the programs: ~15 MiB otherwise kept).
+    crate::alloc::release_free_memory();
     let lifecycle = Lifecycle {
         signal,
         _server: server,
