@@ -133,20 +133,21 @@ mod tests {
         TargetChange::Unchanged
     }
 
-    #[test]
-    fn follows_a_real_process_through_exit_and_replacement() {
-        // `sleep` copied under a unique name, so no other process matches.
-        let dir = tempfile::tempdir().unwrap();
-        let name = format!("mmtgt{}", std::process::id() % 100_000);
-        let exe = dir.path().join(&name);
+    /// `sleep` copied into `dir` under a unique name starting `prefix`, so no
+    /// other process matches it; returns the name and the path.
+    fn copied_sleep(dir: &std::path::Path, prefix: &str) -> (String, std::path::PathBuf) {
+        let name = format!("{prefix}{}", std::process::id() % 100_000);
+        let exe = dir.join(&name);
         // Copied by `cp`, not in this process: a write fd held here could leak
         // into a child another test thread forks, and exec would see ETXTBSY.
-        let copied = Command::new("cp")
-            .arg("/bin/sleep")
-            .arg(&exe)
-            .status()
-            .unwrap();
-        assert!(copied.success(), "cp /bin/sleep: {copied}");
+        testkit::binaries::copy_executable(std::path::Path::new("/bin/sleep"), &exe).unwrap();
+        (name, exe)
+    }
+
+    #[test]
+    fn follows_a_real_process_through_exit_and_replacement() {
+        let dir = tempfile::tempdir().unwrap();
+        let (name, exe) = copied_sleep(dir.path(), "mmtgt");
         let mut target = Target::new(ProcFs::default(), &name, std::process::id() as i32);
         assert_eq!(target.refresh().unwrap(), TargetChange::Unchanged);
 
@@ -288,14 +289,7 @@ mod tests {
     #[test]
     fn a_process_whose_executable_is_binary_name_is_named_as_close() {
         let dir = tempfile::tempdir().unwrap();
-        let exe_name = format!("mmexe{}", std::process::id() % 100_000);
-        let exe = dir.path().join(&exe_name);
-        let copied = Command::new("cp")
-            .arg("/bin/sleep")
-            .arg(&exe)
-            .status()
-            .unwrap();
-        assert!(copied.success(), "cp /bin/sleep: {copied}");
+        let (exe_name, exe) = copied_sleep(dir.path(), "mmexe");
         let link = dir.path().join("mm-other-name");
         std::os::unix::fs::symlink(&exe, &link).unwrap();
         let mut child = Command::new(&link).arg("30").spawn().unwrap();
