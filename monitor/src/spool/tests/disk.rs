@@ -36,6 +36,15 @@ impl SmallDisk {
     fn path(&self) -> &Path {
         self.0.path()
     }
+
+    /// A spool on this disk limited only by the disk itself, for dumps of
+    /// up to 8 MiB.
+    fn spool(&self) -> Spool {
+        Spool::open(self.path().join("spool"), limits(100, 1 << 30))
+            .unwrap()
+            .with_dump_max_size(8 << 20)
+            .with_path_prefix("p/")
+    }
 }
 
 impl Drop for SmallDisk {
@@ -50,10 +59,7 @@ fn a_full_disk_mid_stream_evicts_the_oldest_dumps_and_the_dump_is_kept() {
         return;
     };
     let mib = |n: usize| vec![0x5au8; n << 20];
-    let spool = Spool::open(disk.path().join("spool"), limits(100, 1 << 30))
-        .unwrap()
-        .with_dump_max_size(8 << 20)
-        .with_path_prefix("p/");
+    let spool = disk.spool();
     // The disk is empty when the dump starts: nothing to reserve against.
     let mut writer = spool.begin().unwrap();
     // Meanwhile other dumps fill the disk (written through another handle,
@@ -87,10 +93,7 @@ fn room_is_made_before_writing_when_the_disk_cannot_hold_the_likely_size() {
     let Some(disk) = SmallDisk::mount(10) else {
         return;
     };
-    let spool = Spool::open(disk.path().join("spool"), limits(100, 1 << 30))
-        .unwrap()
-        .with_dump_max_size(8 << 20)
-        .with_path_prefix("p/");
+    let spool = disk.spool();
     for (i, id) in ["a", "b", "c"].into_iter().enumerate() {
         spool
             .put(record(id, Reason::Spike, i as i64), &vec![1u8; 2 << 20])
