@@ -19,12 +19,14 @@
 //! [`app`] wires the stages into one loop; [`config`] reads the environment
 //! and hands each stage its settings; [`metrics`] exports what happens;
 //! [`logging`] and [`units`] serve them all; [`alloc`] keeps the monitor's own
-//! heap small.
+//! heap small. [`cgroup`] parses the memory-cgroup files (limit, usage,
+//! working set) for the limit-aware rules to come.
 
 pub mod alloc;
 pub mod app;
 pub mod backoff;
 pub mod capture;
+pub mod cgroup;
 pub mod config;
 pub mod detector;
 pub mod discovery;
