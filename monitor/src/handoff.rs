@@ -114,8 +114,8 @@ impl Keeper {
                 Ok(committed) => {
                     self.metrics.spooled();
                     self.report_dropped(committed.dropped);
-                    if let Some(e) = committed.limit_error {
-                        warn!(error = %e, key = %record.info.key, "the dump is spooled, but keeping the spool within its limits failed");
+                    if let Some(e) = committed.after_error {
+                        warn!(error = %e, key = %record.info.key, "the dump is spooled, but syncing the spool directory or keeping it within its limits failed");
                     }
                     self.deliveries.spooled(committed.spooled);
                     return;

@@ -159,11 +159,6 @@ impl DumpNames {
         &self.pod
     }
 
-    /// What every key of this monitor starts with: `{prefix}{pod}-`.
-    pub fn key_prefix(&self) -> String {
-        key_prefix(&self.prefix, &self.pod)
-    }
-
     /// A fresh id and object key for a dump captured at `at` for `reason`.
     pub fn name(&mut self, at: DateTime<Utc>, reason: Reason) -> (String, String) {
         let key = self.keys.allocate(&self.prefix, &self.pod, at, reason);
@@ -175,11 +170,6 @@ impl DumpNames {
     pub fn reserve(&mut self, key: &str, at: DateTime<Utc>) -> bool {
         self.keys.reserve(key, at)
     }
-}
-
-/// `{prefix}{pod}-`: the start of every key a monitor of pod `pod` makes.
-pub fn key_prefix(prefix: &str, pod: &str) -> String {
-    format!("{prefix}{pod}-")
 }
 
 /// A unique id for spool files: time, reason and randomness.
@@ -360,7 +350,6 @@ mod tests {
 
     #[test]
     fn records_must_carry_our_key_form_and_a_safe_id() {
-        assert_eq!(key_prefix("p/", "pod"), "p/pod-");
         let id = "20250307T090501.000Z-spike-0000beef";
         for ok in [
             "p/pod-2025-03-07-09-05-01-spike.pprof",

@@ -122,9 +122,10 @@ pub struct Committed {
     pub spooled: Spooled,
     /// Older dumps removed to stay within the limits.
     pub dropped: Vec<Spooled>,
-    /// Enforcing the limits failed after the dump was safely spooled: worth
-    /// a warning, never a reason to treat the dump as unspooled.
-    pub limit_error: Option<SpoolError>,
+    /// Syncing the directory or enforcing the limits failed after the dump
+    /// was written: worth a warning, never a reason to treat the dump as
+    /// unspooled.
+    pub after_error: Option<SpoolError>,
 }
 
 /// The spool directory.
@@ -250,16 +251,16 @@ impl Spool {
         let _ = fs::remove_file(&tmp);
         let mut dropped = staged.take_evicted();
         staged.committed();
-        let mut limit_error = self.sync_dir().err();
+        let mut after_error = self.sync_dir().err();
         self.largest.fetch_max(size, Ordering::Relaxed);
         match self.enforce_limits(&id) {
             Ok(more) => dropped.extend(more),
-            Err(e) => limit_error = limit_error.or(Some(e)),
+            Err(e) => after_error = after_error.or(Some(e)),
         }
         Ok(Committed {
             spooled: Spooled { record, path: dump },
             dropped,
-            limit_error,
+            after_error,
         })
     }
 

@@ -77,11 +77,7 @@ fn a_full_disk_mid_stream_evicts_the_oldest_dumps_and_the_dump_is_kept() {
         writer.write_all(chunk).unwrap();
     }
     let mut staged = writer.finish().unwrap();
-    let evicted: Vec<_> = staged
-        .take_evicted()
-        .into_iter()
-        .map(|d| d.record.info.id)
-        .collect();
+    let evicted = evicted_ids(&mut staged);
     assert!(!evicted.is_empty(), "the disk was too small for all four");
     assert_eq!(evicted, ["a", "b", "c"][..evicted.len()], "oldest first");
     let committed = spool.commit(staged, record("d", Reason::Spike, 9)).unwrap();
@@ -104,10 +100,15 @@ fn room_is_made_before_writing_when_the_disk_cannot_hold_the_likely_size() {
     let mut writer = spool.begin().unwrap();
     writer.write_all(b"next").unwrap();
     let mut staged = writer.finish().unwrap();
-    let evicted: Vec<_> = staged
+    let evicted = evicted_ids(&mut staged);
+    assert_eq!(evicted, ["a"]);
+}
+
+/// The ids of the dumps evicted to make room for `staged`, in order.
+fn evicted_ids(staged: &mut Staged) -> Vec<String> {
+    staged
         .take_evicted()
         .into_iter()
         .map(|d| d.record.info.id)
-        .collect();
-    assert_eq!(evicted, ["a"]);
+        .collect()
 }

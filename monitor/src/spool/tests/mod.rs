@@ -94,7 +94,7 @@ fn put_pending_remove_round_trip() {
     let mode = fs::metadata(spool.dir()).unwrap().mode() & 0o777;
     assert_eq!(mode, 0o700);
     let b = spool.put(record("b", Reason::Spike, 2), b"two").unwrap();
-    assert!(b.dropped.is_empty() && b.limit_error.is_none());
+    assert!(b.dropped.is_empty() && b.after_error.is_none());
     spool.put(record("a", Reason::Baseline, 1), b"one").unwrap();
     assert_eq!(fs::metadata(&b.spooled.path).unwrap().mode() & 0o777, 0o600);
     // Only the dumps and their records: no temporary file is left.
@@ -208,7 +208,7 @@ fn a_failure_to_enforce_the_limits_does_not_unspool_the_dump() {
     let put = spool.commit(staged, record("new", Reason::Spike, 2));
     assert!(chattr("-i").unwrap().success(), "chattr -i");
     let put = put.unwrap();
-    let err = put.limit_error.expect("the eviction failed").to_string();
+    let err = put.after_error.expect("the eviction failed").to_string();
     assert!(err.contains("old.json"), "{err}");
     assert_eq!(fs::read(&put.spooled.path).unwrap(), b"123456");
     assert!(ids(&spool).contains(&"new".to_string()));
