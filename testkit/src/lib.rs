@@ -12,6 +12,7 @@
 //! - [`pprof`]: a decoder for the gzipped pprof profiles the target serves.
 //! - [`renamed`]: a python3 process that renames itself (prctl(PR_SET_NAME)).
 //! - [`rig`]: the above put together for one end-to-end test.
+//! - [`cgroup`]: a throw-away memory cgroup with a limit (v1 or v2) that OOM-kills for real.
 //! - [`binaries`]: where the built executables are; copies under new names.
 //! - [`guard`]: whether a test needing root or eBPF can run here (and `CI`).
 //!
@@ -22,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod binaries;
+pub mod cgroup;
 pub mod demo;
 pub mod garage;
 pub mod guard;
