@@ -19,8 +19,9 @@
 //! [`app`] wires the stages into one loop; [`config`] reads the environment
 //! and hands each stage its settings; [`metrics`] exports what happens;
 //! [`logging`] and [`units`] serve them all; [`alloc`] keeps the monitor's own
-//! heap small. [`cgroup`] parses the memory-cgroup files (limit, usage,
-//! working set) for the limit-aware rules to come.
+//! heap small. [`cgroup`] finds the target's memory cgroup and reads its limit,
+//! usage, working set and OOM kills (v1 and v2), and watches v2's
+//! `memory.events`, for the limit-aware rules to come.
 
 pub mod alloc;
 pub mod app;

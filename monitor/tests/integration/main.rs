@@ -6,6 +6,7 @@
 //!
 //! - [`backoff`]: a target whose captures keep failing is not asked at every sample;
 //! - [`capture`]: heap-dump capture from the demo and from broken targets;
+//! - [`cgroup`]: the target's memory cgroup located, read, and watched (v2);
 //! - [`discovery`]: finding the target by name, renamed services, wrong names;
 //! - [`store`]: `S3Store` against Garage;
 //! - [`notify`]: the Slack client against the stand-in;
@@ -26,6 +27,7 @@
 
 mod backoff;
 mod capture;
+mod cgroup;
 mod discovery;
 #[cfg(feature = "ebpf")]
 mod ebpf;

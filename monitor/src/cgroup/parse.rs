@@ -1,11 +1,7 @@
-//! Memory-cgroup file formats, parsed without I/O: which cgroup a process is
-//! charged to (`/proc/<pid>/cgroup`), where that hierarchy is mounted
-//! (`/proc/<pid>/mountinfo`), and the limit, usage and working set its
-//! files report, on cgroup v1 and v2 alike.
-//!
-//! This is the parsing half of the limit-aware (near-OOM) work: reading the
-//! files, choosing the directory and the rules that use the figures build
-//! on it.
+//! The memory-cgroup file formats, parsed without I/O: which cgroup a
+//! process is charged to (`/proc/<pid>/cgroup`), where that hierarchy is
+//! mounted (`/proc/<pid>/mountinfo`), and the limit, usage, working set and
+//! event counters its files report, on cgroup v1 and v2 alike.
 
 use std::path::{Path, PathBuf};
 
@@ -190,6 +186,40 @@ pub fn keyed_value(text: &str, key: &str) -> Option<u64> {
     })
 }
 
+/// The inactive file pages in a `memory.stat`, or why there are none: a
+/// kernel always reports them, so their absence means the file is not what
+/// it should be.
+pub fn inactive_file(memory_stat: &str, hierarchy: Hierarchy) -> Result<u64, String> {
+    let key = inactive_file_key(hierarchy);
+    keyed_value(memory_stat, key).ok_or_else(|| format!("no {key:?} line with a byte count"))
+}
+
+/// The counters of a v2 `memory.events` that tell of the limit: how often
+/// usage hit `memory.max` (each time, the kernel reclaims before it
+/// considers an OOM kill), how often the OOM killer was invoked, and how
+/// many processes it killed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MemoryEvents {
+    /// `max`: charges that found usage at `memory.max` and reclaimed.
+    pub max: u64,
+    /// `oom`: times the cgroup ran out of memory despite reclaim.
+    pub oom: u64,
+    /// `oom_kill`: processes the OOM killer killed in it.
+    pub oom_kill: u64,
+}
+
+/// A v2 `memory.events`; every counter is required (all kernels with
+/// `oom_kill`, 4.13 on, write all three).
+pub fn memory_events(text: &str) -> Result<MemoryEvents, String> {
+    let value =
+        |key: &str| keyed_value(text, key).ok_or_else(|| format!("no {key:?} line with a count"));
+    Ok(MemoryEvents {
+        max: value("max")?,
+        oom: value("oom")?,
+        oom_kill: value("oom_kill")?,
+    })
+}
+
 /// The `memory.stat` key of the inactive page cache that counts towards
 /// usage but can be reclaimed before an OOM kill: v1 reports the cgroup's
 /// own and its hierarchy's total, and the kubelet uses the total.
@@ -318,41 +348,179 @@ mod tests {
         assert_eq!(working_set(10, 30), 0);
     }
 
-    /// The parsers against this machine's kernel: the directory chosen for
-    /// this test process lists it in `cgroup.procs`, and its files parse.
+    /// v1 `memory.stat` as this machine's kernel (6.18) writes it: the
+    /// cgroup's own counters first, its hierarchy's `total_` ones after.
+    const V1_STAT: &str = "\
+cache 0
+rss 0
+inactive_anon 0
+active_anon 0
+inactive_file 0
+active_file 0
+unevictable 0
+hierarchical_memory_limit 9223372036854771712
+hierarchical_memsw_limit 9223372036854771712
+total_cache 8089616384
+total_rss 566738944
+total_inactive_anon 566595584
+total_active_anon 61440
+total_inactive_file 3881328640
+total_active_file 4208287744
+";
+
+    /// v2 `memory.stat` of a 32 MiB cgroup just after its process was
+    /// OOM-killed, captured on Debian's 6.1 kernel (the test VM).
+    const V2_STAT_AFTER_KILL: &str = "\
+anon 0
+file 0
+kernel 12288
+kernel_stack 0
+pagetables 0
+sec_pagetables 0
+percpu 0
+sock 0
+vmalloc 0
+shmem 0
+zswap 0
+zswapped 0
+file_mapped 0
+file_dirty 0
+file_writeback 0
+swapcached 0
+anon_thp 0
+file_thp 0
+shmem_thp 0
+inactive_anon 0
+active_anon 0
+inactive_file 0
+active_file 0
+unevictable 0
+slab_reclaimable 0
+slab_unreclaimable 5200
+slab 5200
+workingset_refault_anon 0
+workingset_refault_file 1
+workingset_activate_anon 0
+workingset_activate_file 0
+workingset_restore_anon 0
+workingset_restore_file 0
+workingset_nodereclaim 0
+pgscan 2
+pgsteal 1
+pgscan_kswapd 0
+pgscan_direct 2
+pgsteal_kswapd 0
+pgsteal_direct 1
+pgfault 1072
+pgmajfault 1
+pgrefill 1
+pgactivate 1
+pgdeactivate 1
+pglazyfree 0
+pglazyfreed 0
+zswpin 0
+zswpout 0
+thp_fault_alloc 14
+thp_collapse_alloc 0
+";
+
+    /// v2 `memory.events` of that cgroup.
+    const V2_EVENTS_AFTER_KILL: &str = "\
+low 0
+high 0
+max 34
+oom 1
+oom_kill 1
+oom_group_kill 0
+";
+
+    /// v2 `memory.stat` of a live process, in 6.1's order (abridged).
+    const V2_STAT: &str = "\
+anon 52985856
+file 1490944
+kernel 397312
+sock 0
+shmem 0
+file_mapped 1134592
+active_anon 52957184
+inactive_anon 28672
+active_file 12288
+inactive_file 1478656
+unevictable 0
+workingset_refault_file 0
+pgfault 13269
+";
+
     #[test]
-    fn this_process_is_found_in_its_real_memory_cgroup() {
-        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-        let member = membership(&read("/proc/self/cgroup"));
-        let found = member.as_ref().and_then(|m| {
-            memory_mounts(&read("/proc/self/mountinfo"))
-                .iter()
-                .filter_map(|mount| directory(mount, m))
-                .find(|dir| dir.join("cgroup.procs").exists())
-        });
-        let missing = found
-            .is_none()
-            .then_some("no memory cgroup hierarchy is mounted here");
-        if !testkit::guard::can_run(missing) {
-            return;
-        }
-        let (member, dir) = (member.unwrap(), found.unwrap());
-        let me = std::process::id().to_string();
-        let procs = read(&dir.join("cgroup.procs").to_string_lossy());
+    fn captured_files_of_both_hierarchies() {
+        // v1: the hierarchy's total, not the cgroup's own 0.
+        assert_eq!(inactive_file(V1_STAT, Hierarchy::V1), Ok(3_881_328_640));
+        assert_eq!(inactive_file(V2_STAT, Hierarchy::V2), Ok(1_478_656));
+        assert_eq!(inactive_file(V2_STAT_AFTER_KILL, Hierarchy::V2), Ok(0));
+        // A v2 stat has no total_ keys; a v1 one read as v2 finds the own value.
         assert!(
-            procs.lines().any(|l| l == me),
-            "{me} not in {}",
-            dir.display()
+            inactive_file(V2_STAT, Hierarchy::V1)
+                .unwrap_err()
+                .contains("total_inactive_file")
         );
-        let (limit, usage) = match member.hierarchy {
-            Hierarchy::V1 => ("memory.limit_in_bytes", "memory.usage_in_bytes"),
-            Hierarchy::V2 => ("memory.max", "memory.current"),
-        };
-        let file = |name: &str| read(&dir.join(name).to_string_lossy());
-        parse_limit(&file(limit)).unwrap();
-        let usage = parse_bytes(&file(usage)).unwrap();
-        let inactive = keyed_value(&file("memory.stat"), inactive_file_key(member.hierarchy))
-            .expect("inactive file in memory.stat");
-        assert!(working_set(usage, inactive) <= usage);
+        assert_eq!(inactive_file(V1_STAT, Hierarchy::V2), Ok(0));
+        let missing = "anon 1\nfile 2\n";
+        assert!(
+            inactive_file(missing, Hierarchy::V2)
+                .unwrap_err()
+                .contains("\"inactive_file\"")
+        );
+        assert!(inactive_file("inactive_file lots\n", Hierarchy::V2).is_err());
+        assert!(inactive_file("", Hierarchy::V1).is_err());
+        assert!(inactive_file("\0\u{1}garbage", Hierarchy::V1).is_err());
+
+        // Limits: v1's unlimited is its page counter's maximum.
+        assert_eq!(parse_limit("9223372036854771712"), Ok(None));
+        assert_eq!(parse_limit("9223372036854775807"), Ok(None));
+        assert_eq!(parse_limit("max"), Ok(None));
+        assert_eq!(parse_limit("536870912\n"), Ok(Some(512 << 20)));
+        assert_eq!(parse_limit("0\n"), Ok(Some(0)));
+        for garbage in ["", "-1", "1.5G", "max max", "18446744073709551616"] {
+            assert!(parse_limit(garbage).is_err(), "{garbage:?}");
+        }
+
+        // v1 memory.oom_control, before and after a kill.
+        let oom_control = "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n";
+        assert_eq!(keyed_value(oom_control, "oom_kill"), Some(0));
+        assert_eq!(
+            keyed_value("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n", "oom_kill"),
+            Some(3)
+        );
+        // Kernels before 4.13 have no count.
+        assert_eq!(
+            keyed_value("oom_kill_disable 0\nunder_oom 0\n", "oom_kill"),
+            None
+        );
+    }
+
+    #[test]
+    fn memory_events_need_every_counter() {
+        // oom_group_kill (5.17 on) is not oom_kill.
+        assert_eq!(
+            memory_events(V2_EVENTS_AFTER_KILL),
+            Ok(MemoryEvents {
+                max: 34,
+                oom: 1,
+                oom_kill: 1
+            })
+        );
+        assert_eq!(
+            memory_events("low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n"),
+            Ok(MemoryEvents::default())
+        );
+        // Exact keys: `oom_group_kill` and `oom` are not `oom_kill`.
+        let old = "low 0\nhigh 0\nmax 5\noom 2\noom_group_kill 0\n";
+        assert!(memory_events(old).unwrap_err().contains("\"oom_kill\""));
+        assert!(
+            memory_events("max x\noom 0\noom_kill 0\n")
+                .unwrap_err()
+                .contains("\"max\"")
+        );
+        assert!(memory_events("").is_err());
     }
 }
