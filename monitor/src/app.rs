@@ -1,8 +1,10 @@
 //! The monitor loop, stage by stage:
 //!
-//! [`Sampler`] (tick or eBPF wake-up) → [`Detector`] (window, rules) →
+//! [`Sampler`] (tick or eBPF wake-up) with [`OomWatch`] (the cgroup's working
+//! set against the limit, memory-event wake-ups) → [`Detector`] (window, rules) →
 //! [`CaptureSlot`] (one capture at a time) → [`Handoff`] (name, spool) →
-//! the uploader (store → notify) running beside the loop.
+//! the uploader (store → notify) running beside the loop. When the target
+//! disappears, `limits` decides whether it was OOM-killed and reports it.
 //!
 //! Each `select!` arm of [`Monitor::run`] is one stage's event; the handlers
 //! below only pass results from one stage to the next and log what a person
@@ -18,14 +20,17 @@ use tracing::{debug, error, info, warn};
 
 use crate::capture::{CaptureSlot, Finished, Request};
 use crate::config::Config;
-use crate::detector::{Assessment, Detector};
+use crate::detector::{Assessment, Detector, Pressure};
 use crate::dump::{MemoryStats, Reason, Trigger};
 use crate::handoff::Handoff;
 use crate::metrics::{FailedStage, Metrics};
+use crate::notify::KillNotifier;
+use crate::oom::{MemoryEvent, OomWatch};
 use crate::procfs::ProcessId;
 use crate::sampler::{Sample, Sampler, TargetEvent};
 use crate::units::{human_bytes, human_duration};
 
+mod limits;
 mod setup;
 
 /// Marks the monitor non-dumpable (`PR_SET_DUMPABLE` 0). In the procfs
@@ -72,6 +77,12 @@ struct Monitor {
     slot: CaptureSlot,
     handoff: Handoff,
     metrics: Arc<Metrics>,
+    /// The target's memory limit, working set and OOM evidence.
+    oom: OomWatch,
+    /// Slack for OOM kills (None without a token).
+    kills: Option<KillNotifier>,
+    /// What the current target's OOM-kill report needs.
+    history: limits::History,
 }
 
 impl Monitor {
@@ -82,6 +93,7 @@ impl Monitor {
             interval = %human_duration(self.check_interval),
             mode = self.sampler.sampling().as_str(),
             socket = %self.slot.socket_path().display(),
+            wakeups = ?self.wakeups(),
             "monitor started"
         );
         self.metrics.set_running(true);
@@ -92,6 +104,11 @@ impl Monitor {
                 _ = &mut stop => return,
                 _ = ticker.tick() => self.on_tick(),
                 sample = self.sampler.event() => self.assess(sample),
+                event = self.oom.event() => {
+                    if event == MemoryEvent::Pressure {
+                        self.on_memory_event();
+                    }
+                }
                 finished = self.slot.finished() => self.on_capture_done(finished),
             }
         }
@@ -111,7 +128,9 @@ impl Monitor {
         if let Some(target) = self.sampler.target()
             && self.slot.baseline_due(now)
         {
-            let stats = self.detector.stats(self.sampler.rss_anon(target));
+            let stats = self
+                .detector
+                .stats(self.sampler.rss_anon(target), self.history.last_pressure);
             self.start_capture(Reason::Baseline, Trigger::Startup, stats, target);
         }
     }
@@ -119,9 +138,16 @@ impl Monitor {
     /// A new target starts with an empty window and a baseline dump due;
     /// a lost one takes its window, baseline and schedule with it.
     fn on_target_change(&mut self, change: TargetEvent, now: Instant) {
+        if let TargetEvent::Lost(id) = change {
+            // Before the reset: the report needs the rule's state.
+            self.report_exit(id, now);
+        }
         self.detector.reset();
         match change {
-            TargetEvent::Found(_) => self.slot.schedule_baseline(now + self.initial_delay),
+            TargetEvent::Found(id) => {
+                self.slot.schedule_baseline(now + self.initial_delay);
+                self.target_found(id, now);
+            }
             TargetEvent::Lost(_) => {
                 self.slot.cancel_baseline();
                 self.handoff.target_lost();
@@ -132,11 +158,16 @@ impl Monitor {
     /// Window and rules for one sample; a capture when a rule fires.
     fn assess(&mut self, sample: Sample) {
         let at = sample.at.into_std();
+        let pressure = self.oom.pressure(sample.rss_anon, at);
+        self.history.last_pressure = pressure;
         let a = match sample.trigger {
-            Trigger::Tick => self.detector.on_tick(at, sample.rss_anon),
-            _ => self.detector.on_event(at, sample.rss_anon),
+            Trigger::Tick => self.detector.on_tick(at, sample.rss_anon, pressure),
+            _ => self.detector.on_event(at, sample.rss_anon, pressure),
         };
         self.metrics.sample(sample.rss_anon, &a.stats);
+        if let Some(p) = pressure {
+            self.metrics.working_set(p.working_set);
+        }
         if sample.trigger == Trigger::Tick {
             debug!(
                 pid = sample.target.pid,
@@ -152,6 +183,8 @@ impl Monitor {
                 pid = sample.target.pid,
                 rss_anon = sample.rss_anon,
                 p95 = ?a.stats.p95,
+                working_set = ?pressure.map(|p| p.working_set),
+                trigger = sample.trigger.as_str(),
                 "event sample"
             );
         }
@@ -162,6 +195,7 @@ impl Monitor {
     fn handle(&mut self, a: Assessment, sample: Sample) {
         if let Some(p50) = a.baseline_established {
             info!(baseline_p50 = p50, human = %human_bytes(p50), "window full: baseline P50 set");
+            self.warn_unreachable_rules();
         }
         for held in &a.held {
             let left = human_duration(Duration::from_secs(held.remaining.as_secs()));
@@ -179,6 +213,10 @@ impl Monitor {
         // matching meanwhile: say so once per sample at info, without counting
         // it as a new detection.
         if let Some(in_flight) = self.slot.busy() {
+            if d.reason == Reason::NearOom {
+                self.queue_near_oom(&d, &sample, in_flight);
+                return;
+            }
             info!(
                 reason = %d.reason,
                 trigger = trigger.as_str(),
@@ -211,7 +249,21 @@ impl Monitor {
             d.reason,
             trigger.as_str(),
         );
+        if let (Reason::NearOom, Some(ws), Some(limit)) = (d.reason, s.working_set, s.memory_limit)
+        {
+            let p = Pressure {
+                working_set: ws,
+                limit,
+            };
+            // The dump is built inside the target: say how much room it has.
+            info!(
+                headroom = p.headroom(),
+                "near-OOM dump requested with {}",
+                p.describe()
+            );
+        }
         self.metrics.detection(d.reason, trigger);
+        self.detector.capturing(&d);
         self.start_capture(d.reason, trigger, d.stats, sample.target);
     }
 
@@ -242,6 +294,10 @@ impl Monitor {
                 error!(reason = %request.reason, error = %e, "heap dump failed; no cooldown started");
                 let wait = self.slot.failed(request.reason, now);
                 self.detector.pause(request.reason, (now + wait).into_std());
+                if request.reason == Reason::NearOom {
+                    self.history.near_oom_failure = Some(e);
+                }
+                self.start_pending();
                 return;
             }
         };
@@ -256,9 +312,16 @@ impl Monitor {
                 self.metrics.baseline_taken();
             }
         }
-        self.handoff.deliver(&request, captured, current_target);
+        let key = self.handoff.deliver(&request, captured, current_target);
+        if current_target {
+            self.history.dumped(key, &request, now);
+            if matches!(request.reason, Reason::Spike | Reason::SlowLeak) {
+                self.warn_unreachable_rules();
+            }
+        }
         // The capture's buffers are freed; give the pages back rather than
         // idle on them until the next dump.
         crate::alloc::release_free_memory();
+        self.start_pending();
     }
 }

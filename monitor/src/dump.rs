@@ -15,11 +15,19 @@ pub enum Reason {
     Spike,
     /// Window P50 above baseline P50 + MEMORY_CHANGE_THRESHOLD.
     SlowLeak,
+    /// The cgroup's working set at OOM_DUMP_AT of the memory limit, or a
+    /// further OOM_DUMP_STEP above the last such dump.
+    NearOom,
 }
 
 impl Reason {
     /// Every reason.
-    pub const ALL: [Reason; 3] = [Reason::Baseline, Reason::Spike, Reason::SlowLeak];
+    pub const ALL: [Reason; 4] = [
+        Reason::Baseline,
+        Reason::Spike,
+        Reason::SlowLeak,
+        Reason::NearOom,
+    ];
 
     /// The name used in object keys, metadata and logs.
     pub fn as_str(self) -> &'static str {
@@ -27,6 +35,7 @@ impl Reason {
             Reason::Baseline => "baseline",
             Reason::Spike => "spike",
             Reason::SlowLeak => "slow-leak",
+            Reason::NearOom => "near-oom",
         }
     }
 }
@@ -47,6 +56,9 @@ pub enum Trigger {
     Event,
     /// Start-up (baseline dumps).
     Startup,
+    /// The target cgroup's memory events (reclaim at the limit) woke a
+    /// sample between ticks.
+    MemoryEvent,
 }
 
 impl Trigger {
@@ -56,6 +68,7 @@ impl Trigger {
             Trigger::Tick => "tick",
             Trigger::Event => "event",
             Trigger::Startup => "startup",
+            Trigger::MemoryEvent => "memory-event",
         }
     }
 }
@@ -100,6 +113,14 @@ pub struct MemoryStats {
     pub p95: Option<u64>,
     /// Baseline P50 (None until the window first filled).
     pub baseline_p50: Option<u64>,
+    /// The target cgroup's working set (usage minus inactive file), when
+    /// the cgroup could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_set: Option<u64>,
+    /// The memory limit the near-OOM rule used (MEMORY_LIMIT or the
+    /// cgroup's), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit: Option<u64>,
 }
 
 /// Everything known about one captured dump except its bytes.
@@ -157,6 +178,8 @@ impl DumpInfo {
                 p50: Some(600 * MIB),
                 p95: Some(700 * MIB),
                 baseline_p50: Some(512 * MIB),
+                working_set: None,
+                memory_limit: None,
             },
             size: 123_456,
             mode: Some(Sampling::Procfs),

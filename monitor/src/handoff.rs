@@ -62,8 +62,13 @@ impl Handoff {
     /// Records, spools and hands over one captured dump. `current_target`
     /// says whether the dump is of the process watched now (a late dump of a
     /// replaced process is still stored, but its baseline is not offered in
-    /// alerts about the new one).
-    pub fn deliver(&mut self, request: &Request, captured: Captured, current_target: bool) {
+    /// alerts about the new one). Returns the dump's object key.
+    pub fn deliver(
+        &mut self,
+        request: &Request,
+        captured: Captured,
+        current_target: bool,
+    ) -> String {
         let captured_at = Utc::now();
         let (id, key) = self.names.name(captured_at, request.reason);
         let info = DumpInfo {
@@ -84,6 +89,7 @@ impl Handoff {
         if info.reason == Reason::Baseline && current_target {
             self.latest_baseline_key = Some(info.key.clone());
         }
+        let key = info.key.clone();
         let record = SpoolRecord::new(info, baseline_key);
         let keeper = Keeper {
             spool: self.spool.clone(),
@@ -91,6 +97,7 @@ impl Handoff {
             metrics: self.metrics.clone(),
         };
         tokio::task::spawn_blocking(move || keeper.keep(record, captured));
+        key
     }
 
     /// Lets the uploader finish what it can within `bound`.

@@ -38,6 +38,7 @@ pub mod logging;
 pub mod metrics;
 pub mod naming;
 pub mod notify;
+pub mod oom;
 pub mod procfs;
 pub mod resample;
 pub mod sampler;

@@ -21,6 +21,7 @@ use crate::discovery::{Confirmation, describe};
 use crate::dump::{Sampling, Trigger};
 use crate::ebpf::{EbpfWatcher, WakeEvent};
 use crate::metrics::Metrics;
+use crate::oom::EbpfWitness;
 use crate::procfs::{ProcError, ProcFs, ProcessId};
 use crate::resample::ResampleSchedule;
 use crate::target::{Target, TargetChange};
@@ -98,6 +99,8 @@ pub struct Sampler {
     schedule: ResampleSchedule,
     /// When the eBPF counters were last read into the metrics.
     kernel_stats_read: Option<Instant>,
+    /// The target pid the eBPF OOM hook named as the kernel's victim.
+    oom_victim: Option<i32>,
 }
 
 impl Sampler {
@@ -122,6 +125,7 @@ impl Sampler {
             last_reminder: None,
             schedule: ResampleSchedule::default(),
             kernel_stats_read: None,
+            oom_victim: None,
         };
         sampler.metrics.set_mode(sampler.sampling());
         sampler
@@ -133,6 +137,21 @@ impl Sampler {
             Sampling::Ebpf
         } else {
             Sampling::Procfs
+        }
+    }
+
+    /// Whether the eBPF OOM hook watches the target's OOM kills now.
+    pub fn watches_oom_kills(&self) -> bool {
+        // Filled in with the eBPF OOM hook.
+        false
+    }
+
+    /// What the eBPF OOM hook saw of `id`, which just went (the victim it
+    /// named is forgotten once asked).
+    pub fn oom_witness(&mut self, id: ProcessId) -> EbpfWitness {
+        EbpfWitness {
+            watching: self.watches_oom_kills(),
+            victim: self.oom_victim.take() == Some(id.pid),
         }
     }
 

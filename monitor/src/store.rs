@@ -85,6 +85,8 @@ pub fn object_metadata(info: &DumpInfo) -> Vec<(String, String)> {
         ("p50-bytes", bytes(stats.p50)),
         ("p95-bytes", bytes(stats.p95)),
         ("baseline-p50-bytes", bytes(stats.baseline_p50)),
+        ("working-set-bytes", bytes(stats.working_set)),
+        ("memory-limit-bytes", bytes(stats.memory_limit)),
         (
             "captured-at",
             info.captured_at
@@ -411,6 +413,8 @@ mod tests {
                 p50: Some(1_000),
                 p95: Some(2_000),
                 baseline_p50: None,
+                working_set: None,
+                memory_limit: None,
             },
             size: 10,
             ..DumpInfo::example(Reason::Spike)
@@ -430,6 +434,8 @@ mod tests {
             ("p50-bytes", "1000"),
             ("p95-bytes", "2000"),
             ("baseline-p50-bytes", "none"),
+            ("working-set-bytes", "none"),
+            ("memory-limit-bytes", "none"),
             ("captured-at", "2025-03-07T09:05:04.000Z"),
             ("dump-id", "d-42"),
         ];

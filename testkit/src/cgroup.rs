@@ -124,23 +124,7 @@ impl TestCgroup {
     /// Makes `command`'s process join this cgroup before it execs, so all
     /// its memory is charged here from the first page.
     pub fn enter(&self, command: &mut Command) -> io::Result<()> {
-        let procs = std::fs::OpenOptions::new()
-            .write(true)
-            .open(self.dir.join("cgroup.procs"))?;
-        // SAFETY: the closure only calls write(2) on an fd opened before the
-        // fork (no allocation, no locks), which is async-signal-safe.
-        unsafe {
-            command.pre_exec(move || {
-                let fd = procs.as_raw_fd();
-                // "0" is the writing process itself.
-                if libc::write(fd, b"0".as_ptr().cast(), 1) == 1 {
-                    Ok(())
-                } else {
-                    Err(io::Error::last_os_error())
-                }
-            });
-        }
-        Ok(())
+        enter_dir(&self.dir, command)
     }
 
     /// Moves a running process in (memory it already has stays charged
@@ -192,6 +176,29 @@ impl Drop for TestCgroup {
             let _ = remove_dir(&self.dir);
         }
     }
+}
+
+/// Makes `command`'s process join the cgroup at `dir` before it execs.
+pub fn enter_dir(dir: &Path, command: &mut Command) -> io::Result<()> {
+    let path = dir.join("cgroup.procs");
+    let procs = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    // SAFETY: the closure only calls write(2) on an fd opened before the
+    // fork (no allocation, no locks), which is async-signal-safe.
+    unsafe {
+        command.pre_exec(move || {
+            let fd = procs.as_raw_fd();
+            // "0" is the writing process itself.
+            if libc::write(fd, b"0".as_ptr().cast(), 1) == 1 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        });
+    }
+    Ok(())
 }
 
 fn remove_dir(dir: &Path) -> io::Result<()> {

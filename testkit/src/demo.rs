@@ -42,6 +42,9 @@ pub struct DemoOptions {
     /// Further environment variables for the child, e.g.
     /// `TOKIO_WORKER_THREADS` to give it that many runtime threads.
     pub env: Vec<(String, String)>,
+    /// A memory cgroup directory the process joins before it runs (see
+    /// [`crate::cgroup::TestCgroup`]), so all its memory is charged there.
+    pub cgroup: Option<PathBuf>,
 }
 
 impl Default for DemoOptions {
@@ -55,6 +58,7 @@ impl Default for DemoOptions {
             malloc_conf: None,
             run_as: None,
             env: Vec::new(),
+            cgroup: None,
         }
     }
 }
@@ -229,6 +233,21 @@ impl DemoTarget {
         let _ = self.child.wait();
     }
 
+    /// Waits up to `within` for it to exit by itself (an OOM kill, say) and
+    /// reaps it; None if it is still running.
+    pub fn wait_exit(&mut self, within: Duration) -> anyhow::Result<Option<ExitStatus>> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(Some(status));
+            }
+            if start.elapsed() > within {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// SIGTERMs it and waits up to `within` for it to exit.
     pub fn terminate(&mut self, within: Duration) -> anyhow::Result<ExitStatus> {
         // SAFETY: kill(2) with a pid we spawned and have not reaped yet.
@@ -249,6 +268,12 @@ impl DemoTarget {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The options the next [`Self::restart`] uses (say, without the
+    /// cgroup a runtime removed).
+    pub fn options_mut(&mut self) -> &mut DemoOptions {
+        &mut self.opts
     }
 
     /// Kills it and starts a new process with the same options (new pid,
@@ -328,6 +353,9 @@ fn start(opts: &DemoOptions, exe: &Path, socket_dir: &Path, log: &Path) -> anyho
         Some(conf) => cmd.env("MALLOC_CONF", conf),
         None => cmd.env_remove("MALLOC_CONF"),
     };
+    if let Some(dir) = &opts.cgroup {
+        crate::cgroup::enter_dir(dir, &mut cmd)?;
+    }
     if let Some(uid) = opts.run_as {
         use std::os::unix::process::CommandExt;
         // std drops supplementary groups too when root sets a uid.

@@ -99,3 +99,16 @@ pub const REASON_SLOW_LEAK: &str = "reason=slow-leak";
 pub const CAPTURES_PAUSED: &str = "captures paused after the failure";
 /// The soft open-file limit was raised at start.
 pub const NOFILE_RAISED: &str = "open-file limit raised to the hard limit";
+
+/// A near-OOM detection (followed by ` (tick)`, ` (event)` or ` (memory-event)`).
+pub const NEAR_OOM_DETECTED: &str = "near-oom detected";
+/// The target's memory cgroup was located; carries `dir=` and `via=`.
+pub const MEMORY_CGROUP_FOUND: &str = "target's memory cgroup found";
+/// The target disappeared and the kernel had OOM-killed it; the facts follow.
+pub const TARGET_OOM_KILLED: &str = "target OOM-killed";
+/// The target disappeared and it was no OOM kill.
+pub const TARGET_EXIT_NOT_OOM: &str = "target exited; not an OOM kill";
+/// The target disappeared and whether it was OOM-killed cannot be told.
+pub const TARGET_EXIT_UNKNOWN: &str = "whether it was OOM-killed is unknown";
+/// A new target's near-OOM rule has a limit; the line lists the wake-ups.
+pub const NEAR_OOM_ARMED: &str = "near-OOM rule armed";

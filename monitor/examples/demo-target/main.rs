@@ -13,6 +13,8 @@
 //! | `spike <MiB> <ms>`  | `ok`; a spike of MiB is allocated and touched now (in the    |
 //! |                     | background) and freed `ms` after it was fully touched        |
 //! | `leak <MiB>`        | `ok` once that much has been allocated, touched and leaked   |
+//! | `climb <MiB/s>`     | `ok`; from now on it leaks that many MiB per second, in     |
+//! |                     | 10 ms steps, until it dies                                   |
 //! | `events`            | JSON list of `{kind, unix_ns}` (spike-start, spike-end,      |
 //! |                     | dump-request)                                                |
 //! | `misbehave <how>`   | `ok`; from now on `dump` is answered badly, for fault tests: |
@@ -24,7 +26,7 @@
 //! Memory patterns (`--pattern`): `steady` keeps `--base-mib`; `spikes` adds a
 //! spike of `--spike-mib` for `--spike-ms` every `--spike-every-ms` (a fixed
 //! period, no jitter, so runs are repeatable); `leak` leaks
-//! `--leak-mib-per-sec`, in steps four times a second.
+//! `--leak-mib-per-sec`, in steps every `--leak-step-ms` (250 ms).
 //!
 //! Every allocation is touched page by page so it counts in RssAnon, and
 //! jemalloc is configured (`dirty_decay_ms:0,muzzy_decay_ms:0`) to hand freed
@@ -71,7 +73,7 @@ pub static malloc_conf: MallocConf = MallocConf(
 mod memory;
 mod misbehave;
 
-use memory::{EVENTS, allocate_touched, leak, record, run_spike, start_pattern};
+use memory::{EVENTS, allocate_touched, leak, leak_at, record, run_spike, start_pattern};
 
 use misbehave::{MISBEHAVE, MISBEHAVE_LIMIT, Misbehave, misbehave};
 
@@ -113,6 +115,10 @@ struct Args {
     /// Leak rate (pattern leak).
     #[arg(long, default_value_t = 1.0)]
     leak_mib_per_sec: f64,
+    /// Time between two leak steps, in ms (pattern leak): shorter steps make
+    /// a fast leak a climb rather than a few big jumps.
+    #[arg(long, default_value_t = 250)]
+    leak_step_ms: u64,
     /// Directory of the socket.
     #[arg(long, default_value = "/tmp")]
     socket_dir: PathBuf,
@@ -185,6 +191,13 @@ async fn handle(line: &str) -> Vec<u8> {
                 .map(|()| "ok".to_string())
                 .map_err(|e| format!("leak task failed: {e}")),
             Err(e) => Err(format!("bad leak argument {mib:?}: {e}")),
+        },
+        ["climb", rate] => match rate.parse::<f64>() {
+            Ok(rate) if rate.is_finite() && rate > 0.0 => {
+                leak_at(rate, std::time::Duration::from_millis(10));
+                Ok("ok".to_string())
+            }
+            _ => Err(format!("bad climb argument {rate:?}: want MiB per second")),
         },
         ["misbehave", how] => {
             let mode = match *how {

@@ -91,23 +91,26 @@ pub(crate) fn start_pattern(args: &Args) {
                 }
             });
         }
-        Pattern::Leak => {
-            let rate = args.leak_mib_per_sec;
-            std::thread::spawn(move || {
-                // Leak in quarter-second steps, carrying the fraction of a MiB
-                // over so slow rates still leak at the right average.
-                let step = Duration::from_millis(250);
-                let mut owed = 0.0f64;
-                loop {
-                    std::thread::sleep(step);
-                    owed += rate * step.as_secs_f64();
-                    let whole = owed.floor();
-                    if whole >= 1.0 {
-                        owed -= whole;
-                        leak(whole as usize);
-                    }
-                }
-            });
-        }
+        Pattern::Leak => leak_at(
+            args.leak_mib_per_sec,
+            Duration::from_millis(args.leak_step_ms.max(1)),
+        ),
     }
+}
+
+/// Leaks `rate` MiB/s in the background, one step every `step`, carrying
+/// the fraction of a MiB over so slow rates still leak at the right average.
+pub(crate) fn leak_at(rate: f64, step: Duration) {
+    std::thread::spawn(move || {
+        let mut owed = 0.0f64;
+        loop {
+            std::thread::sleep(step);
+            owed += rate * step.as_secs_f64();
+            let whole = owed.floor();
+            if whole >= 1.0 {
+                owed -= whole;
+                leak(whole as usize);
+            }
+        }
+    });
 }

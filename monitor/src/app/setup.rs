@@ -20,9 +20,11 @@ use crate::ebpf::{EbpfSettings, EbpfWatcher};
 use crate::handoff::Handoff;
 use crate::metrics::{Metrics, MetricsServer};
 use crate::naming::DumpNames;
-use crate::notify::SlackNotifier;
+use crate::notify::{KillNotifier, SlackNotifier};
+use crate::oom::OomWatch;
 use crate::sampler::{Mode, Sampler};
 use crate::spool::{ASIDE_DIR, Spool};
+use crate::store::ObjectStore;
 use crate::store::S3Store;
 use crate::uploader::Uploader;
 
@@ -64,11 +66,19 @@ pub(super) async fn build(config: Config) -> anyhow::Result<(Monitor, Lifecycle)
         .await
         .context("cannot set up the S3 client")?;
     let notifier = match config.slack {
-        Some(settings) => {
-            Some(SlackNotifier::new(settings).context("cannot set up the Slack client")?)
-        }
+        Some(settings) => Some(Arc::new(
+            SlackNotifier::new(settings).context("cannot set up the Slack client")?,
+        )),
         None => None,
     };
+    let binary = config.sampler.binary_name.clone();
+    let kills = notifier.clone().map(|notifier| KillNotifier {
+        notifier,
+        binary: binary.clone(),
+        pod: config.naming.pod.clone(),
+        bucket: store.bucket().to_string(),
+        region: store.region().to_string(),
+    });
     let names = DumpNames::from_settings(&config.naming);
     let spool = Spool::open(&config.spool.dir, config.spool.limits)
         .context("cannot open the spool")?
@@ -84,7 +94,6 @@ pub(super) async fn build(config: Config) -> anyhow::Result<(Monitor, Lifecycle)
         metrics.clone(),
         stopping,
     );
-    let binary = config.sampler.binary_name.clone();
     let monitor = Monitor {
         check_interval: config.sampler.check_interval,
         initial_delay: config.sampler.initial_delay,
@@ -98,6 +107,9 @@ pub(super) async fn build(config: Config) -> anyhow::Result<(Monitor, Lifecycle)
         sampler: Sampler::new(config.sampler, watcher, metrics.clone()),
         metrics,
         binary,
+        oom: OomWatch::new(config.limit),
+        kills,
+        history: Default::default(),
     };
     // Start-up allocated once what it will not need again (in eBPF mode the
     // kernel's BTF, parsed to load the programs: ~15 MiB otherwise kept).

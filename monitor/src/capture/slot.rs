@@ -1,7 +1,9 @@
 //! The one capture the monitor runs at a time, and when captures may start.
 //!
 //! [`CaptureSlot`] holds the capture in flight (ticks keep sampling while it
-//! runs; detections meanwhile are logged, not queued), the baseline schedule
+//! runs; detections meanwhile are logged, not queued, except a near-OOM one,
+//! which waits in one pending place and runs as soon as the slot frees: the
+//! kill may be seconds away), the baseline schedule
 //! of the current target, the failure backoff of every reason, and the
 //! start-second gate:
 //! no capture begins in the UTC second the monitor started in, because keys
@@ -72,6 +74,8 @@ pub struct CaptureSlot {
     /// Where replies are streamed.
     spool: Spool,
     in_flight: Option<InFlight>,
+    /// A near-OOM capture waiting for the one in flight (one place, not a queue).
+    pending: Option<Request>,
     baseline_due: Option<Instant>,
     /// Reasons whose last capture failed, and their backoff.
     failing: HashMap<Reason, Backoff>,
@@ -88,6 +92,7 @@ impl CaptureSlot {
             dumper: Arc::new(dumper),
             spool,
             in_flight: None,
+            pending: None,
             baseline_due: None,
             failing: HashMap::new(),
             metrics,
@@ -118,10 +123,24 @@ impl CaptureSlot {
         self.clear_backoffs();
     }
 
-    /// The target is gone: no baseline is due, no backoff holds.
+    /// The target is gone: no baseline is due, no backoff holds, nothing
+    /// waits.
     pub fn cancel_baseline(&mut self) {
         self.baseline_due = None;
+        self.pending = None;
         self.clear_backoffs();
+    }
+
+    /// Keeps `request` to run when the capture in flight ends, replacing
+    /// one already waiting (the newer figures are the ones that matter);
+    /// returns whether one was replaced.
+    pub fn set_pending(&mut self, request: Request) -> bool {
+        self.pending.replace(request).is_some()
+    }
+
+    /// The capture waiting for the slot, taken out.
+    pub fn take_pending(&mut self) -> Option<Request> {
+        self.pending.take()
     }
 
     /// Whether the baseline dump should start now.

@@ -45,6 +45,15 @@ pub struct Args {
     /// Spike: current RssAnon above P95 x this (a finite number above 1, e.g. 1.5).
     #[arg(long, env = "SPIKE_MULTIPLIER", default_value = "3")]
     pub spike_multiplier: String,
+    /// The target's memory limit (a size), overriding its cgroup's; also serves where the cgroup cannot be read. In a pod: the Downward API's limits.memory of the service container. Unset: the cgroup's limit.
+    #[arg(long, env = "MEMORY_LIMIT")]
+    pub memory_limit: Option<String>,
+    /// Near-OOM: dump when the cgroup's working set reaches this share of the memory limit (90% or 0.9).
+    #[arg(long, env = "OOM_DUMP_AT", default_value = "90%")]
+    pub oom_dump_at: String,
+    /// Near-OOM: dump again at each further step of this share of the limit above the last near-OOM dump (3% or 0.03).
+    #[arg(long, env = "OOM_DUMP_STEP", default_value = "3%")]
+    pub oom_dump_step: String,
     /// Slack bot token; unset or empty means no Slack alerts.
     #[arg(long, env = "SLACK_API_TOKEN", hide_env_values = true)]
     pub slack_api_token: Option<String>,

@@ -106,6 +106,24 @@ pub(super) fn multiplier(v: &str) -> Result<f64, String> {
 
 /// A directory given as an absolute path: a relative one would depend on the
 /// working directory the container happens to start in.
+/// A share of the memory limit: `90%` or `0.9`, strictly between 0 and 1.
+pub(super) fn share(v: &str) -> Result<f64, String> {
+    let v = v.trim();
+    let (number, scale) = match v.strip_suffix('%') {
+        Some(percent) => (percent.trim(), 100.0),
+        None => (v, 1.0),
+    };
+    let share = number
+        .parse::<f64>()
+        .map_err(|_| "expected a share of the limit such as 90% or 0.9".to_string())?
+        / scale;
+    if share.is_finite() && share > 0.0 && share < 1.0 {
+        Ok(share)
+    } else {
+        Err("must be above 0 and below 100% (1.0)".into())
+    }
+}
+
 pub(super) fn absolute_dir(v: &str) -> Result<PathBuf, String> {
     let path = PathBuf::from(v);
     if v.trim().is_empty() {

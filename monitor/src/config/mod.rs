@@ -10,11 +10,12 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::capture::CaptureSettings;
-use crate::detector::DetectorSettings;
+use crate::detector::{DetectorSettings, NearOomSettings};
 use crate::ebpf::EbpfSettings;
 use crate::logging::LogFormat;
 use crate::naming::NamingSettings;
 use crate::notify::{DEFAULT_MAX_ATTEMPTS, SlackSettings};
+use crate::oom::LimitSettings;
 pub use crate::sampler::Mode;
 use crate::sampler::SamplerSettings;
 use crate::spool::{Limits, SpoolSettings};
@@ -30,7 +31,7 @@ mod summary;
 pub use args::{Args, markdown_table};
 pub use checks::ConfigErrors;
 use checks::{
-    Checker, absolute_dir, boolean, multiplier, non_zero_duration, positive, slack_channel,
+    Checker, absolute_dir, boolean, multiplier, non_zero_duration, positive, share, slack_channel,
     token_file,
 };
 pub use cross::{MAX_SOCKET_PATH, MAX_WINDOW_SIZE};
@@ -50,6 +51,8 @@ pub struct Config {
     /// The rules (HISTORY_WINDOW_SIZE, SPIKE_MULTIPLIER, MEMORY_CHANGE_THRESHOLD,
     /// DUMP_COOLDOWN; the spike cooldown is the window's span).
     pub detector: DetectorSettings,
+    /// The memory limit the near-OOM rule measures against (MEMORY_LIMIT).
+    pub limit: LimitSettings,
     /// The heap-dump socket (HEAP_DUMP_SOCKET_DIR, DUMP_*).
     pub capture: CaptureSettings,
     /// Object keys (S3_PATH_PREFIX, POD_NAME).
@@ -122,6 +125,17 @@ impl Config {
             cross::window_size,
         );
         let spike_multiplier = c.convert("SPIKE_MULTIPLIER", Some(&a.spike_multiplier), multiplier);
+        let memory_limit = match a.memory_limit.as_deref().filter(|v| !v.trim().is_empty()) {
+            Some(v) => c
+                .convert("MEMORY_LIMIT", Some(v), |v| match parse_bytes(v)? {
+                    0 => Err("must be above zero".to_string()),
+                    n => Ok(n),
+                })
+                .map(Some),
+            None => Some(None),
+        };
+        let oom_at = c.convert("OOM_DUMP_AT", Some(&a.oom_dump_at), share);
+        let oom_step = c.convert("OOM_DUMP_STEP", Some(&a.oom_dump_step), share);
 
         let token = a.slack_api_token.filter(|t| !t.trim().is_empty());
         let token = match (token, a.slack_api_token_file.as_deref()) {
@@ -284,6 +298,13 @@ impl Config {
                 spike_cooldown: check_interval
                     .saturating_mul(u32::try_from(window_size.get()).unwrap_or(u32::MAX)),
                 leak_cooldown: dump_cooldown.ok_or_else(missing)?,
+                near_oom: NearOomSettings {
+                    at: oom_at.ok_or_else(missing)?,
+                    step: oom_step.ok_or_else(missing)?,
+                },
+            },
+            limit: LimitSettings {
+                memory_limit: memory_limit.ok_or_else(missing)?,
             },
             capture: CaptureSettings {
                 socket_dir: socket_dir.ok_or_else(missing)?,

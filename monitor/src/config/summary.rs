@@ -24,6 +24,14 @@ impl Config {
             ("HISTORY_WINDOW_SIZE", detector.window_size.to_string()),
             ("SPIKE_MULTIPLIER", detector.spike_multiplier.to_string()),
             ("spike cooldown", human_duration(detector.spike_cooldown)),
+            (
+                "MEMORY_LIMIT",
+                self.limit
+                    .memory_limit
+                    .map_or("- (the cgroup's)".into(), human_bytes),
+            ),
+            ("OOM_DUMP_AT", percent(detector.near_oom.at)),
+            ("OOM_DUMP_STEP", percent(detector.near_oom.step)),
             ("S3_BUCKET", self.store.bucket.clone()),
             ("S3_PATH_PREFIX", self.naming.prefix.clone()),
             (
@@ -86,4 +94,9 @@ impl Config {
         ));
         out
     }
+}
+
+/// `0.9` as `90%`.
+fn percent(share: f64) -> String {
+    format!("{}%", (share * 1000.0).round() / 10.0)
 }

@@ -4,7 +4,12 @@
 
 use crate::dump::{Sampling, Trigger};
 
-pub(super) const TRIGGERS: [Trigger; 3] = [Trigger::Tick, Trigger::Event, Trigger::Startup];
+pub(super) const TRIGGERS: [Trigger; 4] = [
+    Trigger::Tick,
+    Trigger::Event,
+    Trigger::Startup,
+    Trigger::MemoryEvent,
+];
 pub(super) const MODES: [Sampling; 2] = [Sampling::Ebpf, Sampling::Procfs];
 pub(super) const KERNEL_OUTCOMES: [&str; 3] = ["sent", "dropped_full", "throttled"];
 

@@ -19,6 +19,7 @@
 
 mod health;
 mod labels;
+mod oom;
 mod record;
 mod registry;
 mod server;

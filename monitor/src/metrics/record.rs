@@ -58,6 +58,26 @@ impl Metrics {
         self.spooled.inc();
     }
 
+    /// The memory limit in force and its source label (None: no limit).
+    pub fn memory_limit(&self, limit: Option<(u64, &'static str)>) {
+        self.oom.limit(limit);
+    }
+
+    /// The target cgroup's working set at the last sample.
+    pub fn working_set(&self, bytes: u64) {
+        self.oom.working_set(bytes);
+    }
+
+    /// The kernel OOM-killed the target.
+    pub fn oom_killed(&self) {
+        self.oom.oom_killed();
+    }
+
+    /// The target disappeared and whether it was OOM-killed is unknown.
+    pub fn unexplained_exit(&self) {
+        self.oom.unexplained_exit();
+    }
+
     /// The spool was tidied at start.
     pub fn spool_tidied(&self, tidied: &crate::spool::Tidied) {
         self.spool.tidied(tidied);
@@ -184,6 +204,6 @@ impl Metrics {
 }
 
 /// Bytes as a gauge value (they fit: no process has 2^63 bytes).
-fn gauge(bytes: u64) -> i64 {
+pub(super) fn gauge(bytes: u64) -> i64 {
     i64::try_from(bytes).unwrap_or(i64::MAX)
 }

@@ -15,6 +15,7 @@ use tracing::error;
 
 use super::health::Health;
 use super::labels::{KERNEL_OUTCOMES, MODES, One, STAGES, TRIGGERS, Two};
+use super::oom::OomSeries;
 use super::spool::SpoolSeries;
 use crate::dump::{Reason, Trigger};
 use crate::ebpf::EbpfStats;
@@ -57,6 +58,7 @@ pub struct Metrics {
     /// Liveness and readiness.
     pub(super) health: Health,
     pub(super) spool: SpoolSeries,
+    pub(super) oom: OomSeries,
 }
 
 impl Metrics {
@@ -95,8 +97,10 @@ impl Metrics {
             ever_found: AtomicBool::new(false),
             health: Health::new(check_interval),
             spool: SpoolSeries::default(),
+            oom: OomSeries::default(),
         };
         m.spool.register(&mut registry);
+        m.oom.register(&mut registry);
         registry.register_with_unit(
             "rss_anon",
             "RssAnon of the target at the last sample (0 without a target)",
@@ -313,6 +317,8 @@ mod tests {
             p50: Some(100),
             p95: Some(200),
             baseline_p50: None,
+            working_set: None,
+            memory_limit: None,
         };
         m.sample(300, &stats);
         m.sample(300, &stats);

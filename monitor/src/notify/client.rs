@@ -216,15 +216,29 @@ impl SlackNotifier {
             tracing::debug!(dump = %alert.info.id, "baseline dumps do not alert; not posting to Slack");
             return Ok(());
         };
+        self.post(&body, &alert.info.id).await
+    }
+
+    /// Posts the OOM-kill alert ([`super::kill::render_kill`]), with the same
+    /// retries as [`Self::send`].
+    pub async fn send_kill(&self, kill: &super::KillAlert<'_>) -> Result<(), NotifyError> {
+        let body = super::kill::render_kill(&self.settings, kill);
+        self.post(&body, &format!("oom-kill-{}", kill.report.pid))
+            .await
+    }
+
+    /// Posts one message body, retrying as [`Self::send`] says; `about`
+    /// names it in the logs.
+    async fn post(&self, body: &Value, about: &str) -> Result<(), NotifyError> {
         let max_attempts = self.settings.max_attempts.max(1);
         let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX).jittered();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let failure = match self.post_once(&body).await {
+            let failure = match self.post_once(body).await {
                 Ok(()) => {
                     tracing::info!(
-                        dump = %alert.info.id,
+                        dump = %about,
                         channel = self.settings.effective_channel(),
                         attempts = attempt,
                         "alert posted to Slack"
@@ -245,7 +259,7 @@ impl SlackNotifier {
                 return Err(error);
             };
             tracing::warn!(
-                dump = %alert.info.id,
+                dump = %about,
                 error = %error,
                 retry_in = ?delay,
                 "Slack alert failed; retrying"

@@ -12,8 +12,8 @@ use crate::store::{console_url, s3_uri};
 use crate::units::human_bytes;
 
 /// Slack rejects header blocks over 150 characters and field texts over 2000.
-const HEADER_MAX: usize = 150;
-const FIELD_MAX: usize = 1900;
+pub(super) const HEADER_MAX: usize = 150;
+pub(super) const FIELD_MAX: usize = 1900;
 
 /// Where the dump is now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,11 +55,13 @@ pub fn render(settings: &SlackSettings, alert: &Alert) -> Option<Value> {
         Reason::Baseline => return None,
         Reason::Spike => "spike",
         Reason::SlowLeak => "slow leak",
+        Reason::NearOom => "near OOM",
     };
     let noticed_by = match info.trigger {
         Trigger::Event => "an eBPF event",
         Trigger::Tick => "a tick",
         Trigger::Startup => "start-up",
+        Trigger::MemoryEvent => "the cgroup's memory events",
     };
     // Records spooled by older versions do not say how they were sampled.
     let mode = info
@@ -87,6 +89,7 @@ pub fn render(settings: &SlackSettings, alert: &Alert) -> Option<Value> {
         ("Memory (RssAnon)", memory.mrkdwn.clone()),
     ]
     .into_iter()
+    .chain(limit_field(info))
     .map(|(name, value)| json!({"type": "mrkdwn", "text": truncate(&format!("*{name}*\n{value}"), FIELD_MAX)}))
     .collect::<Vec<_>>();
 
@@ -147,6 +150,13 @@ pub fn render(settings: &SlackSettings, alert: &Alert) -> Option<Value> {
         "unfurl_links": false,
         "unfurl_media": false,
     }))
+}
+
+/// "Working set / limit" when a limit was known: how close to the OOM kill.
+fn limit_field(info: &DumpInfo) -> Option<(&'static str, String)> {
+    let (working_set, limit) = (info.stats.working_set?, info.stats.memory_limit?);
+    let p = crate::detector::Pressure { working_set, limit };
+    Some(("Working set / limit", p.describe()))
 }
 
 /// The memory figures in words, for blocks (`mrkdwn`) and the fallback (`plain`).
@@ -223,7 +233,7 @@ fn compare_hint(alert: &Alert) -> (String, String) {
 }
 
 /// Escapes the three characters Slack's mrkdwn treats as control characters.
-fn esc(text: &str) -> String {
+pub(super) fn esc(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -371,6 +381,42 @@ mod tests {
         assert!(text.contains("slow leak, noticed by a tick (procfs mode)"));
         assert!(text.contains("No baseline dump"));
         assert!(!text.contains("pprof -base"));
+    }
+
+    #[test]
+    fn near_oom_shows_the_working_set_against_the_limit() {
+        let mut info = info(Reason::NearOom, Trigger::MemoryEvent);
+        info.stats.working_set = Some(185 << 20);
+        info.stats.memory_limit = Some(192 << 20);
+        let alert = Alert {
+            info: &info,
+            location: stored(),
+            latest_baseline_key: None,
+        };
+        let text = all_text(&render(&settings(), &alert).unwrap());
+        assert!(text.contains("Memory near OOM in"), "{text}");
+        assert!(
+            text.contains("near OOM, noticed by the cgroup's memory events"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "*Working set / limit*\n185.0 MiB of 192.0 MiB (96.4%), 7.0 MiB headroom"
+            ),
+            "{text}"
+        );
+        // Without a limit the field is left out.
+        let plain = info_without_limit();
+        let alert = Alert {
+            info: &plain,
+            location: stored(),
+            latest_baseline_key: None,
+        };
+        assert!(!all_text(&render(&settings(), &alert).unwrap()).contains("Working set"));
+    }
+
+    fn info_without_limit() -> DumpInfo {
+        info(Reason::Spike, Trigger::Tick)
     }
 
     #[test]

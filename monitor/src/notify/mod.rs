@@ -1,4 +1,5 @@
-//! Tells Slack about a spike or slow-leak dump with `chat.postMessage`.
+//! Tells Slack about a spike, slow-leak or near-OOM dump, and about an OOM
+//! kill of the target, with `chat.postMessage`.
 //!
 //! [`render`] turns a dump into the message (pure, so it is unit-tested);
 //! [`SlackNotifier::send`] posts it, retrying what a retry can fix (429, 5xx,
@@ -13,14 +14,17 @@
 //!
 //! - `settings`: [`SlackSettings`] and the channel routing ([`channel_for`]);
 //! - `message`: [`Alert`], [`Location`] and [`render`], pure text work;
+//! - `kill`: [`KillAlert`] and [`render_kill`], the OOM-kill message;
 //! - `client`: [`SlackNotifier`], the HTTP side, and [`NotifyError`].
 
 mod client;
+mod kill;
 mod message;
 mod settings;
 
 pub use crate::units::human_bytes;
 pub use client::{NotifyError, SlackNotifier};
+pub use kill::{KillAlert, KillNotifier, render_kill};
 pub use message::{Alert, Location, render};
 pub use settings::{
     DEFAULT_API_URL, DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT, SlackSettings, channel_for, redact_url,

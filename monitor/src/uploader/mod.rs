@@ -63,7 +63,7 @@ impl Uploader {
     /// the call is never both a leftover and a delivery (uploaded twice).
     pub fn spawn<S: ObjectStore>(
         store: S,
-        notifier: Option<SlackNotifier>,
+        notifier: Option<Arc<SlackNotifier>>,
         spool: Spool,
         settings: UploaderSettings,
         metrics: Arc<Metrics>,
@@ -74,7 +74,7 @@ impl Uploader {
         metrics.set_upload_queue(leftovers.len());
         let worker = Worker {
             store,
-            notifier: notifier.map(Arc::new),
+            notifier,
             spool,
             retry: Backoff::new(settings.initial_delay, settings.max_delay).jittered(),
             settings,

@@ -14,6 +14,7 @@
 //! - [`faults`]: outages, crashes and bad answers around a running monitor;
 //! - [`limits`]: the process limits the monitor sets itself;
 //! - [`observability`]: /metrics, health endpoints, secrets in logs;
+//! - [`oom`]: a target OOM-killed in a real memory cgroup: near-OOM dumps and the kill reported;
 //! - `ebpf`: the eBPF programs against the kernel (feature `ebpf`);
 //! - `ebpf_mode`: the monitor binary in eBPF mode (feature `ebpf`).
 //!
@@ -38,6 +39,7 @@ mod faults;
 mod limits;
 mod notify;
 mod observability;
+mod oom;
 mod store;
 
 /// Whether a test needing eBPF (root and the monitor's eBPF object) can run

@@ -37,6 +37,7 @@ fn dump(reason: Reason) -> DumpInfo {
             p50: Some(900 * MIB),
             p95: Some(1000 * MIB),
             baseline_p50: Some(512 * MIB),
+            ..MemoryStats::default()
         },
         mode: Some(Sampling::Ebpf),
         ..DumpInfo::example(reason)
