@@ -14,7 +14,9 @@
 //! - [`limits`]: the process limits the monitor sets itself;
 //! - [`observability`]: /metrics, health endpoints, secrets in logs;
 //! - `ebpf`: the eBPF programs against the kernel (feature `ebpf`);
-//! - `ebpf_mode`: the monitor binary in eBPF mode (feature `ebpf`).
+//! - `ebpf_mode`: the monitor binary in eBPF mode (feature `ebpf`);
+//! - `ebpf_oom`: the OOM-kill hook against real OOM kills in memory cgroups
+//!   (feature `ebpf`).
 //!
 //! One area: `cargo test -p monitor --test integration store::`. Build the
 //! binaries they drive first: `cargo build -p monitor --bins --examples`.
@@ -31,6 +33,8 @@ mod discovery;
 mod ebpf;
 #[cfg(feature = "ebpf")]
 mod ebpf_mode;
+#[cfg(feature = "ebpf")]
+mod ebpf_oom;
 mod end_to_end;
 mod faults;
 mod limits;
