@@ -20,8 +20,11 @@ pub mod kind {
     pub const MUNMAP: u32 = 3;
     /// The target returned from `brk`.
     pub const BRK: u32 = 4;
+    /// The kernel chose the target as an OOM victim (`oom:mark_victim`); it
+    /// is being SIGKILLed. Never throttled.
+    pub const OOM_KILL: u32 = 5;
     /// One past the largest kind; sizes the per-kind throttle map.
-    pub const COUNT: u32 = 5;
+    pub const COUNT: u32 = 6;
 }
 
 /// One wake-up sent from the kernel to userspace through the ring buffer.
@@ -37,7 +40,9 @@ pub struct MemEvent {
     /// `bpf_ktime_get_ns()` when the event fired (CLOCK_MONOTONIC, ns).
     pub ts_ns: u64,
     /// Kind-specific value: the sample period for [`kind::PAGE_FAULTS`], the
-    /// syscall's return value (as u64; negative errnos wrap) for the syscalls.
+    /// syscall's return value (as u64; negative errnos wrap) for the syscalls,
+    /// the victim's tgid in the initial PID namespace for [`kind::OOM_KILL`]
+    /// (whose `tgid` is the target's, as the monitor sees it).
     pub value: u64,
 }
 
@@ -70,6 +75,35 @@ pub struct Config {
     /// Minimum gap between two events of the same kind on one CPU, in ns.
     /// Bounds the wake-up rate when the target's allocator is chatty.
     pub min_gap_ns: u64,
+    /// Byte offset of `tgid` in the kernel's `struct task_struct`, read from
+    /// its BTF; used by [`OOM_TASK_PROGRAM`] on kernels whose `mark_victim`
+    /// passes the victim's task (newer kernels). 0 when unused.
+    pub task_tgid_offset: u32,
+    /// Reserved, keeps the struct free of padding.
+    pub _pad: u32,
+}
+
+/// What the kernel side learned about the target: its tgid in the initial
+/// PID namespace (as `bpf_get_current_pid_tgid` and the OOM tracepoint name
+/// it), paired with the tgid of the [`TargetFilter`] it was learned under, so
+/// a value learned for a previous target is never taken for the current one.
+/// Stored as one u64 in the [`TARGET_GLOBAL_MAP`] so the pair is written and
+/// read in one access, never torn.
+pub mod learned {
+    /// Packs (tgid in the monitor's namespace, tgid in the initial one).
+    pub const fn pack(ns_tgid: u32, global_tgid: u32) -> u64 {
+        ((ns_tgid as u64) << 32) | global_tgid as u64
+    }
+
+    /// The global tgid if it was learned for `ns_tgid`, the current target.
+    pub const fn global_for(packed: u64, ns_tgid: u32) -> Option<u32> {
+        let global = packed as u32;
+        if ns_tgid != 0 && (packed >> 32) as u32 == ns_tgid && global != 0 {
+            Some(global)
+        } else {
+            None
+        }
+    }
 }
 
 // SAFETY: plain-old-data, repr(C), no padding (bytemuck's derive checks it).
@@ -102,6 +136,8 @@ pub const TARGET_MAP: &str = "TARGET";
 pub const CONFIG_MAP: &str = "CONFIG";
 /// Name of the per-CPU array of `u64` counters indexed by [`stat`].
 pub const STATS_MAP: &str = "STATS";
+/// Name of the one-entry array holding the target's [`learned`] global tgid.
+pub const TARGET_GLOBAL_MAP: &str = "TARGET_GLOBAL";
 /// Name of the perf_event program fired every N page faults of the target.
 pub const PAGE_FAULTS_PROGRAM: &str = "page_faults";
 /// One fexit program and the syscall entry point it attaches to.
@@ -161,6 +197,24 @@ pub const TRACEPOINT_PROGRAMS: [(&str, &str, u32); 3] = [
 /// The tp_btf fallback for mmap when the kernel refuses fexit:
 /// (program, tracepoint name without the `btf_trace_` prefix).
 pub const MMAP_FALLBACK_PROGRAM: (&str, &str) = ("mmap_area", "vm_unmapped_area");
+/// The OOM-victim hook on kernels whose `mark_victim` raw tracepoint passes
+/// the victim's pid (`TP_PROTO(int pid)`, older kernels).
+pub const OOM_PID_PROGRAM: &str = "oom_victim_pid";
+/// The OOM-victim hook on kernels whose `mark_victim` raw tracepoint passes
+/// the victim's task (`TP_PROTO(struct task_struct *task, uid_t uid)`, newer
+/// kernels, including stable ones that took the change: Debian's 6.1.0-48);
+/// reads `tgid` at [`Config::task_tgid_offset`].
+pub const OOM_TASK_PROGRAM: &str = "oom_victim_task";
+/// The OOM-victim hook through the classic `oom:mark_victim` tracepoint
+/// (needs tracefs).
+pub const OOM_TRACEPOINT_PROGRAM: &str = "oom_victim_tp";
+/// Category and name of the OOM-victim tracepoint.
+pub const OOM_TRACEPOINT: (&str, &str) = ("oom", "mark_victim");
+/// Offset of `int pid` in an `oom:mark_victim` record (after the 8-byte
+/// common header) on every kernel that has the event (4.13+); newer
+/// kernels append fields after it. Userspace checks it against the format
+/// file before attaching.
+pub const MARK_VICTIM_PID_OFFSET: usize = 8;
 /// Size of the ring buffer in bytes (a power of two, a multiple of the page size).
 pub const EVENTS_BYTES: u32 = 64 * 1024;
 
@@ -173,7 +227,22 @@ mod tests {
         // The kernel and userspace must agree byte for byte.
         assert_eq!(core::mem::size_of::<MemEvent>(), 24);
         assert_eq!(core::mem::size_of::<TargetFilter>(), 24);
-        assert_eq!(core::mem::size_of::<Config>(), 8);
+        assert_eq!(core::mem::size_of::<Config>(), 16);
         assert!(core::mem::align_of::<MemEvent>() <= 8);
+    }
+
+    #[test]
+    fn a_learned_tgid_counts_only_for_the_target_it_was_learned_for() {
+        let packed = learned::pack(7, 4242);
+        assert_eq!(learned::global_for(packed, 7), Some(4242));
+        assert_eq!(learned::global_for(packed, 8), None);
+        // Nothing learned, or no target: no match, even for tgid 0.
+        assert_eq!(learned::global_for(0, 0), None);
+        assert_eq!(learned::global_for(learned::pack(7, 0), 7), None);
+        assert_eq!(learned::global_for(learned::pack(0, 9), 0), None);
+        assert_eq!(
+            learned::global_for(learned::pack(u32::MAX, u32::MAX), u32::MAX),
+            Some(u32::MAX)
+        );
     }
 }

@@ -19,6 +19,15 @@
 //!   fault. Without fexit and tracefs, munmap/brk are not watched; their
 //!   memory still shows up through the page-fault counter.
 //!
+//! - `oom_victim_*`: the kernel's `mark_victim` tracepoint, which fires only
+//!   when the OOM killer picks a victim (so it costs nothing in normal
+//!   operation), as a raw tracepoint (`oom_victim_pid` on older kernels,
+//!   whose argument is the pid; `oom_victim_task` on newer ones, whose
+//!   argument is the task) or as the classic `oom:mark_victim` tracepoint (`oom_victim_tp`,
+//!   needs tracefs). The victim is named by its pid in the initial PID
+//!   namespace, not the monitor's, so the target's global tgid is learned
+//!   wherever a program already runs as the target (`TARGET_GLOBAL`).
+//!
 //! Every event goes to one ring buffer; a full buffer drops the event (the
 //! monitor only needs "something happened"), and a per-CPU, per-kind throttle
 //! bounds the rate a chatty allocator can produce.
@@ -35,13 +44,20 @@ fn main() {}
 mod programs {
     use aya_ebpf::{
         bindings::bpf_pidns_info,
-        helpers::{bpf_ktime_get_ns, generated::bpf_get_ns_current_pid_tgid},
-        macros::{btf_tracepoint, fexit, map, perf_event, tracepoint},
+        helpers::{
+            bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+            generated::bpf_get_ns_current_pid_tgid,
+        },
+        macros::{btf_tracepoint, fexit, map, perf_event, raw_tracepoint, tracepoint},
         maps::{Array, PerCpuArray, RingBuf},
-        programs::{BtfTracePointContext, FExitContext, PerfEventContext, TracePointContext},
+        programs::{
+            BtfTracePointContext, FExitContext, PerfEventContext, RawTracePointContext,
+            TracePointContext,
+        },
     };
     use monitor_common::{
-        Config, EVENTS_BYTES, FexitHook, MemEvent, SYSCALL_PROGRAMS, TargetFilter, kind, stat,
+        Config, EVENTS_BYTES, FexitHook, MARK_VICTIM_PID_OFFSET, MemEvent, SYSCALL_PROGRAMS,
+        TargetFilter, kind, learned, stat,
     };
 
     /// Events to userspace.
@@ -55,6 +71,13 @@ mod programs {
     /// Index 0: tunables.
     #[map(name = "CONFIG")]
     static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+
+    /// Index 0: the target's tgid in the initial PID namespace, paired with
+    /// the filter's tgid it was learned under (`monitor_common::learned`).
+    /// Written by the programs that run as the target; userspace clears it
+    /// whenever the target changes.
+    #[map(name = "TARGET_GLOBAL")]
+    static TARGET_GLOBAL: Array<u64> = Array::with_max_entries(1, 0);
 
     /// Per-CPU counters indexed by `stat::*`.
     #[map(name = "STATS")]
@@ -90,14 +113,35 @@ mod programs {
 
     /// The target's tgid when the current task belongs to it; `None` for
     /// everyone else (and while no target is set). Every syscall hook starts
-    /// here, so non-targets leave after one map lookup and one helper call.
+    /// here, so non-targets leave after one map lookup and one helper call;
+    /// for the target it also records its global tgid ([`learn_global_tgid`]).
     #[inline(always)]
     fn current_target() -> Option<u32> {
         let filter = TARGET.get(0)?;
         if filter.tgid == 0 {
             return None;
         }
-        tgid_in_monitor_ns(filter).filter(|&tgid| tgid == filter.tgid)
+        let tgid = tgid_in_monitor_ns(filter).filter(|&tgid| tgid == filter.tgid)?;
+        learn_global_tgid(tgid);
+        Some(tgid)
+    }
+
+    /// Records the current task's tgid in the initial PID namespace as the
+    /// target's; call only when the current task is the target (`ns_tgid`).
+    /// The OOM tracepoint names its victim that way. Stored only when it
+    /// changed, so the hot paths mostly just read it.
+    #[inline(always)]
+    fn learn_global_tgid(ns_tgid: u32) {
+        let global = (bpf_get_current_pid_tgid() >> 32) as u32;
+        let packed = learned::pack(ns_tgid, global);
+        if let Some(slot) = TARGET_GLOBAL.get_ptr_mut(0) {
+            // One aligned 8-byte store: readers see the old pair or the new.
+            unsafe {
+                if *slot != packed {
+                    *slot = packed;
+                }
+            }
+        }
     }
 
     /// Sends one event unless the throttle says this CPU sent one of this kind
@@ -116,6 +160,12 @@ mod programs {
                 *last = now;
             }
         }
+        emit(kind, tgid, now, value);
+    }
+
+    /// Writes one event to the ring buffer, or counts it dropped when full.
+    #[inline(always)]
+    fn emit(kind: u32, tgid: u32, now: u64, value: u64) {
         match EVENTS.reserve::<MemEvent>(0) {
             Some(mut entry) => {
                 entry.write(MemEvent {
@@ -145,6 +195,9 @@ mod programs {
         let tgid = tgid_in_monitor_ns(filter).unwrap_or(0);
         if filter.tgid == 0 || (tgid != 0 && tgid != filter.tgid) {
             return 0;
+        }
+        if tgid != 0 {
+            learn_global_tgid(tgid);
         }
         send(kind::PAGE_FAULTS, tgid, period);
         0
@@ -236,6 +289,72 @@ mod programs {
             let addr: u64 = ctx.arg(0);
             send(kind::MMAP, tgid, addr);
         }
+        0
+    }
+
+    /// Shared body of the OOM-victim hooks: `victim` is the tgid (or, where
+    /// the kernel passes only a pid, the pid) of the task the OOM killer
+    /// chose, in the initial PID namespace. Reports it, unthrottled, when it
+    /// is the target. These run in the allocating task's context, which in a
+    /// container's OOM is usually the target itself: then its global tgid is
+    /// learned right here, so a target killed before any other hook ran as
+    /// it is still recognised.
+    #[inline(always)]
+    fn oom_victim(victim: u32) {
+        let Some(filter) = TARGET.get(0) else {
+            return;
+        };
+        let ns_tgid = filter.tgid;
+        if ns_tgid == 0 || victim == 0 {
+            return;
+        }
+        let _ = current_target();
+        let Some(&packed) = TARGET_GLOBAL.get(0) else {
+            return;
+        };
+        if learned::global_for(packed, ns_tgid) == Some(victim) {
+            let now = unsafe { bpf_ktime_get_ns() };
+            emit(kind::OOM_KILL, ns_tgid, now, u64::from(victim));
+        }
+    }
+
+    /// `mark_victim` as a raw tracepoint where its argument is `int pid`
+    /// (older kernels; userspace checks the prototype in the BTF).
+    #[raw_tracepoint(tracepoint = "mark_victim")]
+    pub fn oom_victim_pid(ctx: RawTracePointContext) -> i32 {
+        let pid: u64 = ctx.arg(0);
+        oom_victim(pid as u32);
+        0
+    }
+
+    /// `mark_victim` as a raw tracepoint where its first argument is the
+    /// victim's `struct task_struct *` (newer kernels). The
+    /// task may be any thread
+    /// of the victim that still has its memory (`find_lock_task_mm`), so its
+    /// `tgid` is read, at the offset userspace found in the BTF.
+    #[raw_tracepoint(tracepoint = "mark_victim")]
+    pub fn oom_victim_task(ctx: RawTracePointContext) -> i32 {
+        let task: u64 = ctx.arg(0);
+        let offset = CONFIG.get(0).map_or(0, |c| c.task_tgid_offset);
+        if task == 0 || offset == 0 {
+            return 0;
+        }
+        let field = task.wrapping_add(u64::from(offset)) as *const i32;
+        // SAFETY: the helper checks the address; a failed read yields no event.
+        if let Ok(tgid) = unsafe { bpf_probe_read_kernel(field) } {
+            oom_victim(tgid as u32);
+        }
+        0
+    }
+
+    /// The classic `oom:mark_victim` tracepoint (needs tracefs to attach):
+    /// its record carries the victim's pid.
+    #[tracepoint]
+    pub fn oom_victim_tp(ctx: TracePointContext) -> u32 {
+        // SAFETY: the offset lies inside every mark_victim record (checked
+        // against the format file before attaching); a failed read is 0.
+        let pid: i32 = unsafe { ctx.read_at(MARK_VICTIM_PID_OFFSET) }.unwrap_or(0);
+        oom_victim(pid as u32);
         0
     }
 

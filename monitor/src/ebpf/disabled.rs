@@ -22,6 +22,10 @@ impl EbpfWatcher {
     pub fn attach_points(&self) -> Vec<String> {
         Vec::new()
     }
+    /// OOM kills are not watched.
+    pub fn oom_watch(&self) -> Option<String> {
+        None
+    }
     /// Nothing is attached.
     pub fn unavailable_hooks(&self) -> &[String] {
         &[]

@@ -1,5 +1,6 @@
 //! Loading the eBPF object and watching one target: the ring buffer the
-//! programs write to, the target filter map, and the page-fault perf events
+//! programs write to, the target filter map (and the target's global tgid
+//! the programs learn, cleared with it), and the page-fault perf events
 //! opened on each of the target's threads.
 
 use std::io;
@@ -11,14 +12,16 @@ use aya::programs::perf_event::{
 };
 use aya::{Btf, Ebpf, EbpfLoader};
 use monitor_common::{
-    CONFIG_MAP, Config, EVENTS_MAP, PAGE_FAULTS_PROGRAM, STATS_MAP, TARGET_MAP, TargetFilter, stat,
+    CONFIG_MAP, Config, EVENTS_MAP, PAGE_FAULTS_PROGRAM, STATS_MAP, TARGET_GLOBAL_MAP, TARGET_MAP,
+    TargetFilter, stat,
 };
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-use super::attach::attach_syscall_hooks;
+use super::attach::{VMLINUX_BTF, attach_syscall_hooks};
 use super::classify::{classify, load_error, os_error, perf_error};
 use super::object::{OBJECT, program_mut, take_map};
+use super::oom::{Layout, attach_oom_hook, raw_layout};
 use super::records::{RecordSource, Skipped, next_valid};
 use super::types::{EbpfError, EbpfSettings, EbpfStats, WakeEvent};
 use crate::logging::error_chain;
@@ -40,6 +43,8 @@ pub struct EbpfWatcher {
     ebpf: Ebpf,
     events: AsyncFd<RingBuf<MapData>>,
     target: Array<MapData, TargetFilter>,
+    /// The target's global tgid as the programs learned it (packed).
+    target_global: Array<MapData, u64>,
     stats: PerCpuArray<MapData, u64>,
     /// Dev (kernel encoding) and inode of the monitor's PID namespace.
     pidns: (u64, u64),
@@ -47,6 +52,8 @@ pub struct EbpfWatcher {
     procfs: ProcFs,
     settings: EbpfSettings,
     syscall_points: Vec<String>,
+    /// The OOM-kill hook's attach point, if one attached.
+    oom_point: Option<String>,
     /// Hooks the kernel refused (we fell back or went without), with why.
     unavailable: Vec<String>,
     watched: Option<Watched>,
@@ -81,12 +88,26 @@ impl EbpfWatcher {
 
         let pidns = own_pid_namespace()?;
 
+        // The OOM hook's layout decides what CONFIG holds, so it comes first.
+        let vmlinux = std::fs::read(VMLINUX_BTF).map_err(|e| format!("reading {VMLINUX_BTF}: {e}"));
+        let oom_layout = raw_layout(&vmlinux);
+        drop(vmlinux);
         let mut config: Array<MapData, Config> = take_map(&mut ebpf, CONFIG_MAP)?;
         let min_gap_ns = u64::try_from(settings.min_event_gap.as_nanos()).unwrap_or(u64::MAX);
+        let task_tgid_offset = match oom_layout {
+            Ok(Layout::Task { tgid_offset }) => tgid_offset,
+            _ => 0,
+        };
+        let values = Config {
+            min_gap_ns,
+            task_tgid_offset,
+            _pad: 0,
+        };
         config
-            .set(0, Config { min_gap_ns }, 0)
+            .set(0, values, 0)
             .map_err(|e| classify("writing the CONFIG map", &e))?;
         let target: Array<MapData, TargetFilter> = take_map(&mut ebpf, TARGET_MAP)?;
+        let target_global: Array<MapData, u64> = take_map(&mut ebpf, TARGET_GLOBAL_MAP)?;
         let stats: PerCpuArray<MapData, u64> = take_map(&mut ebpf, STATS_MAP)?;
         let ring: RingBuf<MapData> = take_map(&mut ebpf, EVENTS_MAP)?;
         // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged,
@@ -105,21 +126,31 @@ impl EbpfWatcher {
             .load()
             .map_err(|e| load_error(PAGE_FAULTS_PROGRAM, &e))?;
 
-        let (syscall_points, unavailable) = if settings.syscall_hooks {
+        let (syscall_points, mut unavailable) = if settings.syscall_hooks {
             attach_syscall_hooks(&mut ebpf, &btf)?
         } else {
             (Vec::new(), Vec::new())
+        };
+        let oom_point = match attach_oom_hook(&mut ebpf, oom_layout, settings.oom_hook) {
+            Ok(point) => Some(point),
+            Err(e) => {
+                tracing::warn!(error = %e, "OOM-kill hook unavailable");
+                unavailable.push(e.to_string());
+                None
+            }
         };
 
         let mut watcher = Self {
             ebpf,
             events,
             target,
+            target_global,
             stats,
             pidns,
             procfs: ProcFs::default(),
             settings: settings.clone(),
             syscall_points,
+            oom_point,
             unavailable,
             watched: None,
             skipped: Skipped::default(),
@@ -194,7 +225,16 @@ impl EbpfWatcher {
             )),
         }
         points.extend(self.syscall_points.iter().cloned());
+        points.extend(self.oom_point.iter().cloned());
         points
+    }
+
+    /// How OOM kills of the target are watched (the attach point), or
+    /// `None` when no hook could be attached: then the reason is among
+    /// [`Self::unavailable_hooks`] and kills are seen only through the
+    /// cgroup's counters.
+    pub fn oom_watch(&self) -> Option<String> {
+        self.oom_point.clone()
     }
 
     /// Hooks that could not be attached on this kernel, with the reason
@@ -250,7 +290,14 @@ impl EbpfWatcher {
         })
     }
 
+    /// Points the programs at `tgid` (0: nobody). What they learned about
+    /// the previous target is cleared first: a program still running as the
+    /// old one may write it again, but paired with the old tgid, which the
+    /// OOM hook then ignores.
     fn set_filter(&mut self, tgid: u32) -> Result<(), EbpfError> {
+        self.target_global
+            .set(0, 0, 0)
+            .map_err(|e| classify("clearing the TARGET_GLOBAL map", &e))?;
         let filter = TargetFilter {
             pidns_dev: self.pidns.0,
             pidns_ino: self.pidns.1,

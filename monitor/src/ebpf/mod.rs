@@ -15,7 +15,9 @@
 //!   which only run for those syscalls and filter to the target in-kernel;
 //!   where the kernel refuses fexit (EPERM even for root on some sandboxed
 //!   kernels), a `tp_btf` program on `vm_unmapped_area` watches mmap instead
-//!   (it runs only when a new mapping is placed, never per fault).
+//!   (it runs only when a new mapping is placed, never per fault);
+//! - the `mark_victim` tracepoint, which runs only when the OOM killer picks
+//!   a victim and reports [`WakeKind::OomKill`] when that is the target.
 //!
 //! Node-wide per-fault tracepoints (e.g. `kmem:rss_stat`) are deliberately not
 //! used: they slowed unrelated processes by 1-5 %.
@@ -27,7 +29,8 @@
 //! owns the ring buffer and the target's perf events; `records` turns ring-buffer
 //! records into wake-ups, skipping and counting malformed ones; `attach` is the ladder of
 //! attach points tried for the syscall hooks (`btf_params` checks the fexit
-//! programs' argument counts against the kernel's BTF); `classify` turns the kernel's
+//! programs' argument counts against the kernel's BTF); `oom` attaches the
+//! OOM-kill hook, fitted to the kernel's tracepoint arguments; `classify` turns the kernel's
 //! refusals into [`EbpfError`]s that say what to fix; `object` is the embedded
 //! object and typed access to it. `disabled` stands in for all of them without
 //! the `ebpf` feature.
@@ -45,6 +48,8 @@ mod loader;
 #[cfg(feature = "ebpf")]
 mod object;
 #[cfg(feature = "ebpf")]
+mod oom;
+#[cfg(feature = "ebpf")]
 mod records;
 mod types;
 
@@ -54,7 +59,7 @@ pub use monitor_common::{MemEvent, kind};
 pub use disabled::EbpfWatcher;
 #[cfg(feature = "ebpf")]
 pub use loader::EbpfWatcher;
-pub use types::{EbpfError, EbpfSettings, EbpfStats, WakeEvent, WakeKind};
+pub use types::{EbpfError, EbpfSettings, EbpfStats, OomHook, WakeEvent, WakeKind};
 
 /// True when this binary embeds real eBPF programs.
 pub fn object_built() -> bool {

@@ -48,6 +48,7 @@ mod tests {
     const HELPERS: &[(i32, &str, (u32, u32))] = &[
         (1, "map_lookup_elem", (3, 18)),
         (5, "ktime_get_ns", (4, 1)),
+        (14, "get_current_pid_tgid", (4, 2)),
         (113, "probe_read_kernel", (5, 5)),
         (120, "get_ns_current_pid_tgid", (5, 7)),
         (131, "ringbuf_reserve", (5, 8)),

@@ -15,8 +15,10 @@ pub struct EbpfSettings {
     /// Also watch mmap/munmap/brk of the target (fexit programs).
     pub syscall_hooks: bool,
     /// Per CPU and event kind, at most one event per this interval, so a
-    /// chatty allocator cannot flood the monitor.
+    /// chatty allocator cannot flood the monitor. OOM kills are never held back.
     pub min_event_gap: Duration,
+    /// How OOM kills of the target are watched.
+    pub oom_hook: OomHook,
 }
 
 impl Default for EbpfSettings {
@@ -25,8 +27,24 @@ impl Default for EbpfSettings {
             fault_sample_period: 4096,
             syscall_hooks: true,
             min_event_gap: Duration::from_millis(10),
+            oom_hook: OomHook::Auto,
         }
     }
+}
+
+/// Which attach point reports the kernel OOM-killing the target (its
+/// `mark_victim` tracepoint). A hook that cannot be attached is not fatal:
+/// it is listed among the unavailable hooks and kills are then seen only
+/// through the cgroup's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OomHook {
+    /// The raw tracepoint, its arguments read from the kernel's BTF (no
+    /// tracefs needed); else the classic tracepoint, where tracefs is mounted.
+    #[default]
+    Auto,
+    /// Only the classic `oom:mark_victim` tracepoint (needs tracefs): for
+    /// testing that path, or a kernel whose raw tracepoint misbehaves.
+    Tracepoint,
 }
 
 /// Why the eBPF side cannot run (the monitor then falls back to polling).
@@ -118,6 +136,10 @@ pub enum WakeKind {
     Munmap,
     /// Returned from brk.
     Brk,
+    /// The kernel chose the target as its OOM victim and is killing it
+    /// (`oom:mark_victim`). Exact: never throttled, never sent for another
+    /// process.
+    OomKill,
 }
 
 impl WakeKind {
@@ -128,6 +150,7 @@ impl WakeKind {
             kind::MMAP => Some(Self::Mmap),
             kind::MUNMAP => Some(Self::Munmap),
             kind::BRK => Some(Self::Brk),
+            kind::OOM_KILL => Some(Self::OomKill),
             _ => None,
         }
     }
@@ -139,6 +162,7 @@ impl WakeKind {
             Self::Mmap => "mmap",
             Self::Munmap => "munmap",
             Self::Brk => "brk",
+            Self::OomKill => "oom-kill",
         }
     }
 }
@@ -153,8 +177,10 @@ pub struct WakeEvent {
     pub pid: u32,
     /// Kernel CLOCK_MONOTONIC time of the event, in ns.
     pub ts_ns: u64,
-    /// Sample period for page faults; the syscall's return value otherwise
-    /// (mapped address, new break, or a negative errno).
+    /// Sample period for page faults; the syscall's return value for the
+    /// syscalls (mapped address, new break, or a negative errno); for an OOM
+    /// kill, the victim's pid in the initial PID namespace (the one the
+    /// kernel log's "Killed process" line shows).
     pub value: i64,
 }
 

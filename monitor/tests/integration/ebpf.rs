@@ -35,6 +35,7 @@ fn settings(period: u64) -> EbpfSettings {
         fault_sample_period: period,
         syscall_hooks: true,
         min_event_gap: Duration::ZERO,
+        ..EbpfSettings::default()
     }
 }
 
@@ -384,6 +385,7 @@ async fn throttle_bounds_the_event_rate() {
         fault_sample_period: 1,
         syscall_hooks: true,
         min_event_gap: gap,
+        ..EbpfSettings::default()
     })
     .expect("load");
     let mut target = Faulter::spawn();

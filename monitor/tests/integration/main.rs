@@ -16,7 +16,9 @@
 //! - [`observability`]: /metrics, health endpoints, secrets in logs;
 //! - [`oom`]: a target OOM-killed in a real memory cgroup: near-OOM dumps and the kill reported;
 //! - `ebpf`: the eBPF programs against the kernel (feature `ebpf`);
-//! - `ebpf_mode`: the monitor binary in eBPF mode (feature `ebpf`).
+//! - `ebpf_mode`: the monitor binary in eBPF mode (feature `ebpf`);
+//! - `ebpf_oom`: the OOM-kill hook against real OOM kills in memory cgroups
+//!   (feature `ebpf`).
 //!
 //! One area: `cargo test -p monitor --test integration store::`. Build the
 //! binaries they drive first: `cargo build -p monitor --bins --examples`.
@@ -34,6 +36,8 @@ mod discovery;
 mod ebpf;
 #[cfg(feature = "ebpf")]
 mod ebpf_mode;
+#[cfg(feature = "ebpf")]
+mod ebpf_oom;
 mod end_to_end;
 mod faults;
 mod limits;
