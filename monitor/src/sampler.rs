@@ -19,7 +19,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::discovery::{Confirmation, describe};
 use crate::dump::{Sampling, Trigger};
-use crate::ebpf::{EbpfWatcher, WakeEvent};
+use crate::ebpf::{EbpfWatcher, WakeEvent, WakeKind};
 use crate::metrics::Metrics;
 use crate::oom::EbpfWitness;
 use crate::procfs::{ProcError, ProcFs, ProcessId};
@@ -142,8 +142,9 @@ impl Sampler {
 
     /// Whether the eBPF OOM hook watches the target's OOM kills now.
     pub fn watches_oom_kills(&self) -> bool {
-        // Filled in with the eBPF OOM hook.
-        false
+        self.watcher
+            .as_ref()
+            .is_some_and(|w| w.oom_watch().is_some())
     }
 
     /// What the eBPF OOM hook saw of `id`, which just went (the victim it
@@ -364,6 +365,16 @@ impl Sampler {
             self.drop_ebpf();
             return None;
         };
+        if event.kind == WakeKind::OomKill {
+            // Not memory moving: the kernel chose the target as its victim.
+            let pid = match event.pid {
+                0 => self.target.current().map(|id| id.pid),
+                pid => i32::try_from(pid).ok(),
+            };
+            warn!(pid = ?pid, global_pid = event.value, "eBPF: the kernel chose the target as its OOM victim");
+            self.oom_victim = pid;
+            return None;
+        }
         self.metrics.ebpf_event();
         let now = Instant::now();
         let ready = self.schedule.wakeup(now.into_std());
