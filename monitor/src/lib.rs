@@ -1,27 +1,29 @@
-//! memory-monitor: watch one process's anonymous memory, catch spikes and slow
-//! leaks, capture a jemalloc heap profile over the target's Unix socket, store it
-//! in S3 and tell the team in Slack.
+//! memory-monitor: watch one process's anonymous memory, catch spikes, slow
+//! leaks and the climb towards the OOM kill, capture a jemalloc heap profile
+//! over the target's Unix socket, store it in S3 and tell the team in Slack.
 //!
 //! The data flow, one module per stage:
 //!
 //! 1. **sample**: [`sampler`] finds the [`target`] process ([`discovery`]) and reads its RssAnon
 //!    from [`procfs`] on every tick, and between ticks when [`ebpf`] wakes it;
+//!    [`oom`] adds the working set against the memory limit from the target's
+//!    memory [`cgroup`];
 //! 2. **window**: [`window`] keeps the recent samples and their percentiles;
-//! 3. **detect**: [`detector`] applies the spike and slow-leak rules;
+//! 3. **detect**: [`detector`] applies the spike, slow-leak and near-OOM rules;
 //! 4. **capture**: [`capture`] asks the target's socket for a heap dump, one at
 //!    a time;
 //! 5. **spool**: [`handoff`] names the dump ([`naming`]), records it ([`dump`])
 //!    and writes it to the [`spool`], which keeps it safe on disk;
 //! 6. **store**: the [`uploader`] puts spooled dumps into S3 through [`store`],
 //!    retrying with [`backoff`];
-//! 7. **notify**: the uploader tells Slack through [`notify`].
+//! 7. **notify**: the uploader tells Slack through [`notify`]; when the
+//!    target dies, [`oom`] decides whether it was OOM-killed and [`app`]
+//!    reports it.
 //!
 //! [`app`] wires the stages into one loop; [`config`] reads the environment
 //! and hands each stage its settings; [`metrics`] exports what happens;
 //! [`logging`] and [`units`] serve them all; [`alloc`] keeps the monitor's own
-//! heap small. [`cgroup`] finds the target's memory cgroup and reads its limit,
-//! usage, working set and OOM kills (v1 and v2), and watches v2's
-//! `memory.events`, for the limit-aware rules to come.
+//! heap small.
 
 pub mod alloc;
 pub mod app;

@@ -27,7 +27,10 @@ use crate::dump::{MemoryStats, Reason};
 use crate::units::human_bytes;
 use crate::window::Window;
 
+mod cooldown;
 pub mod near_oom;
+
+pub use cooldown::Cooldown;
 
 pub use near_oom::{NearOom, NearOomSettings, Pressure};
 
@@ -46,44 +49,6 @@ pub struct DetectorSettings {
     pub leak_cooldown: Duration,
     /// OOM_DUMP_AT and OOM_DUMP_STEP.
     pub near_oom: NearOomSettings,
-}
-
-/// A minimum time between two dumps of one kind.
-#[derive(Debug, Clone)]
-pub struct Cooldown {
-    period: Duration,
-    started: Option<Instant>,
-}
-
-impl Cooldown {
-    /// A cooldown of `period` that has not started.
-    pub fn new(period: Duration) -> Self {
-        Cooldown {
-            period,
-            started: None,
-        }
-    }
-
-    /// Starts (or restarts) the cooldown at `now`.
-    pub fn start(&mut self, now: Instant) {
-        self.started = Some(now);
-    }
-
-    /// Time left at `now`, or None when the rule may fire.
-    pub fn remaining(&self, now: Instant) -> Option<Duration> {
-        let Some(end) = self.started?.checked_add(self.period) else {
-            // A period past the clock's range (a huge window × interval): the
-            // cooldown never ends.
-            return Some(Duration::MAX);
-        };
-        end.checked_duration_since(now)
-            .filter(|left| !left.is_zero())
-    }
-
-    /// Forgets any running cooldown.
-    pub fn reset(&mut self) {
-        self.started = None;
-    }
 }
 
 /// A rule that matched and may fire: the caller should capture a dump.
