@@ -232,3 +232,53 @@ fn kill_alert(o: &Outcome) -> String {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A near-OOM match while another capture hangs waits for the slot and runs
+/// as soon as the slot frees, rather than being dropped.
+#[test]
+fn a_near_oom_match_during_a_capture_runs_when_the_slot_frees() {
+    if !testkit::guard::can_run(testkit::cgroup::missing()) {
+        return;
+    }
+    let name = "mm-oom-pending";
+    let cgroup = TestCgroup::create(name, LIMIT).expect("creating the test cgroup");
+    let rig = Rig::new(DemoOptions {
+        cgroup: Some(cgroup.dir().to_path_buf()),
+        ..steady(name, 16)
+    });
+    // The baseline capture will hang until DUMP_READ_TIMEOUT.
+    assert_eq!(rig.demo.command("misbehave hang"), "ok\n");
+    let monitor = Monitor::start(&rig.env(&[
+        ("CHECK_INTERVAL", "500ms"),
+        ("HISTORY_WINDOW_SIZE", "60"),
+        ("INITIAL_DELAY", "500ms"),
+        ("DUMP_READ_TIMEOUT", "6s"),
+    ]));
+    monitor.wait_for(
+        &["requesting heap dump", "reason=baseline"],
+        1,
+        Duration::from_secs(30),
+    );
+    // Up to ~95 % of the limit while the baseline capture hangs.
+    let rss = rig.demo.rss_anon().expect("demo RssAnon");
+    let to_leak = (LIMIT * 95 / 100).saturating_sub(rss) / MIB;
+    assert_eq!(rig.demo.command(&format!("leak {to_leak}")), "ok\n");
+    let queued = monitor.wait_for(
+        &["near-OOM detected while a baseline capture is in flight"],
+        1,
+        Duration::from_secs(10),
+    );
+    assert!(
+        queued[0].contains("runs as soon as that ends"),
+        "{queued:?}"
+    );
+    assert_eq!(rig.demo.command("misbehave none"), "ok\n");
+    monitor.wait_for(
+        &["starting the capture that waited for the slot"],
+        1,
+        Duration::from_secs(20),
+    );
+    rig.wait_for_keys("near-oom", 1, Duration::from_secs(20), &monitor);
+    drop(rig);
+    cgroup.remove().expect("removing the test cgroup");
+}
