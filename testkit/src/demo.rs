@@ -178,8 +178,8 @@ impl DemoTarget {
         let path = self.socket_path();
         let mut s = UnixStream::connect(&path)
             .with_context(|| format!("connecting to {}", path.display()))?;
-        s.set_read_timeout(Some(COMMAND_TIMEOUT))?;
-        s.set_write_timeout(Some(COMMAND_TIMEOUT))?;
+        s.set_read_timeout(Some(crate::patience::stretch(COMMAND_TIMEOUT)))?;
+        s.set_write_timeout(Some(crate::patience::stretch(COMMAND_TIMEOUT)))?;
         writeln!(s, "{line}").with_context(|| format!("sending {line:?} to {}", path.display()))?;
         let mut reply = Vec::new();
         s.read_to_end(&mut reply)
@@ -287,6 +287,7 @@ impl DemoTarget {
 
     fn wait_ready(&mut self) -> anyhow::Result<()> {
         let start = Instant::now();
+        let limit = crate::patience::stretch(START_TIMEOUT);
         loop {
             if let Some(status) = self.child.try_wait()? {
                 bail!(
@@ -299,9 +300,9 @@ impl DemoTarget {
             {
                 return Ok(());
             }
-            if start.elapsed() > START_TIMEOUT {
+            if start.elapsed() > limit {
                 bail!(
-                    "demo socket {} not answering after {START_TIMEOUT:?}\n--- demo log ---\n{}",
+                    "demo socket {} not answering after {limit:?}\n--- demo log ---\n{}",
                     self.socket_path().display(),
                     self.log()
                 );

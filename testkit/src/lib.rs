@@ -15,6 +15,7 @@
 //! - [`cgroup`]: a throw-away memory cgroup with a limit (v1 or v2) that OOM-kills for real.
 //! - [`binaries`]: where the built executables are; copies under new names.
 //! - [`guard`]: whether a test needing root or eBPF can run here (and `CI`).
+//! - [`patience`]: the rig's waits, stretched under emulation (the VM stage).
 //!
 //! Dev-only (`publish = false`). It does not depend on the `monitor` crate:
 //! xtask uses [`garage`] before the eBPF toolchain that building `monitor`
@@ -29,6 +30,7 @@ pub mod garage;
 pub mod guard;
 pub mod logs;
 pub mod monitor;
+pub mod patience;
 pub mod pprof;
 pub mod renamed;
 pub mod rig;

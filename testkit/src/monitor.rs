@@ -162,6 +162,7 @@ impl Monitor {
     /// Waits until `count` lines contain every one of `needles`; panics with
     /// the whole log after `timeout`.
     pub fn wait_for(&self, needles: &[&str], count: usize, timeout: Duration) -> Vec<String> {
+        let timeout = crate::patience::stretch(timeout);
         let deadline = Instant::now() + timeout;
         loop {
             let found = self.matching(needles);

@@ -53,6 +53,7 @@ impl Bucket {
         monitor: &Monitor,
         context: &dyn Fn() -> String,
     ) -> Vec<String> {
+        let timeout = crate::patience::stretch(timeout);
         let deadline = Instant::now() + timeout;
         loop {
             let found: Vec<String> = self
@@ -77,6 +78,7 @@ impl Bucket {
 
     /// Waits until the bucket holds every key in `want`.
     pub fn wait_for_all(&self, want: &[String], timeout: Duration, monitor: &Monitor) {
+        let timeout = crate::patience::stretch(timeout);
         let deadline = Instant::now() + timeout;
         loop {
             let have = self.keys();

@@ -145,6 +145,7 @@ impl SlackStandIn {
     /// Waits until at least `n` requests arrived or `timeout` passed, and
     /// returns what arrived.
     pub fn wait_for_requests(&self, n: usize, timeout: Duration) -> Vec<Recorded> {
+        let timeout = crate::patience::stretch(timeout);
         let deadline = Instant::now() + timeout;
         let mut script = self.shared.lock();
         while script.requests.len() < n {

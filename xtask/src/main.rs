@@ -1,9 +1,10 @@
 //! `cargo xtask`: the project's chores.
 //!
-//! - `setup`: install what the build and tests need (bpf-linker, rust-src, Garage);
+//! - `setup`: install what the build and tests need (bpf-linker, rust-src, Garage, the VM);
 //! - `demo`:  run the monitor against the demo target and a local S3 store;
-//! - `test`:  the whole suite: fmt, clippy, unit and integration tests, static checks;
-//! - `vm`:    the fexit programs on Debian's 6.1 kernel in a VM (this machine refuses fexit);
+//! - `test`:  the whole suite: fmt, clippy, unit and integration tests, static checks,
+//!   then the VM stage;
+//! - `vm`:    the VM stage only: the kernel-dependent tests on Debian's 6.1 kernel;
 //! - `seed`:  fetch and build the seed's monitor for the footprint benchmark's comparison.
 
 use std::path::{Path, PathBuf};
@@ -26,13 +27,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install the eBPF toolchain (rust-src, bpf-linker) and Garage.
+    /// Install the eBPF toolchain (rust-src, bpf-linker), Garage and the VM's tools.
     Setup,
     /// Build everything, start Garage, the demo target and the monitor, and show dumps landing.
     Demo(demo::DemoArgs),
-    /// Run the whole test suite (what CI runs).
+    /// Run the whole test suite (what CI runs), the VM stage last.
     Test,
-    /// Boot Debian's 6.1 kernel in a VM and check the fexit programs there.
+    /// Run only the VM stage: the kernel-dependent tests on Debian's 6.1 kernel.
     Vm,
     /// Fetch and build the seed's monitor (cowprotocol/memory-monitor at 3afd543) under
     /// target/seed/, for `cargo bench -p monitor --bench footprint`.
@@ -41,15 +42,19 @@ enum Cmd {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Cmd::Setup => setup().map(|_| ()),
+        Cmd::Setup => {
+            setup()?;
+            setup_vm().map(|_| ())
+        }
         Cmd::Demo(args) => {
             let ebpf = setup()?;
             demo::run_demo(&args, ebpf)
         }
         Cmd::Test => test(),
         Cmd::Vm => {
-            anyhow::ensure!(setup()?, "the VM check needs the eBPF toolchain");
-            vm::run_vm()
+            anyhow::ensure!(setup()?, "the VM stage needs the eBPF toolchain");
+            let tools = vm::prepare().context("installing the VM's tools")?;
+            vm::run(&tools).map_err(vm::Failure::into_error)
         }
         Cmd::Seed(args) => seed::build_seed(&args),
     }
@@ -62,10 +67,9 @@ fn setup() -> Result<bool> {
         Ok(()) => Ok(true),
         // Under CI a missing eBPF toolchain must fail the run.
         Err(e) if !testkit::guard::in_ci() => {
-            eprintln!("\n################################################################");
-            eprintln!("WARNING: the eBPF toolchain is not available: {e:#}");
-            eprintln!("The monitor will be built procfs-only (no eBPF mode).");
-            eprintln!("################################################################\n");
+            warn(&format!(
+                "the eBPF toolchain is not available: {e:#}\nThe monitor will be built procfs-only (no eBPF mode)."
+            ));
             Ok(false)
         }
         Err(e) => Err(e).context("CI=true: the eBPF toolchain is required"),
@@ -106,9 +110,33 @@ fn show(cmd: &Command) -> String {
     s
 }
 
-/// The whole suite, in the order that fails fastest.
+/// Installs what the VM stage needs. Outside CI a failure is a loud warning
+/// and the stage is skipped (None); under CI it fails the run.
+fn setup_vm() -> Result<Option<vm::Tools>> {
+    match vm::prepare() {
+        Ok(tools) => Ok(Some(tools)),
+        Err(e) if !testkit::guard::in_ci() => {
+            warn(&format!(
+                "the VM stage cannot run: {e:#}\nThe tests on the second kernel (cgroup v2, fexit) will be skipped."
+            ));
+            Ok(None)
+        }
+        Err(e) => Err(e).context("CI=true: the VM stage is required"),
+    }
+}
+
+fn warn(message: &str) {
+    eprintln!("\n################################################################");
+    eprintln!("WARNING: {message}");
+    eprintln!("################################################################\n");
+}
+
+/// The whole suite, in the order that fails fastest; the VM stage, the
+/// slowest, last.
 fn test() -> Result<()> {
     let ebpf = setup()?;
+    // Before the host suite, so a CI machine that cannot run it fails early.
+    let vm = setup_vm()?;
     run(cargo().args(["fmt", "--all", "--check"]))?;
     let features: &[&str] = if ebpf {
         &[]
@@ -128,7 +156,36 @@ fn test() -> Result<()> {
         .args(["test", "--workspace", "--locked"])
         .args(features)
         .env("RUST_BACKTRACE", "1"))?;
-    Ok(())
+    vm_stage(vm.as_ref(), ebpf)
+}
+
+/// The VM stage of `test`. A VM that cannot start or a guest that does not
+/// finish fails the run under CI and is a loud warning elsewhere; a failed
+/// test in the guest always fails it.
+fn vm_stage(tools: Option<&vm::Tools>, ebpf: bool) -> Result<()> {
+    let Some(tools) = tools else {
+        warn("the VM stage did not run (see the warning at set-up)");
+        return Ok(());
+    };
+    if !ebpf {
+        // Unreachable under CI: set-up fails without the toolchain.
+        warn("the VM stage did not run: its tests need the eBPF toolchain");
+        return Ok(());
+    }
+    vm_verdict(vm::run(tools), testkit::guard::in_ci())
+}
+
+/// Whether the VM stage's outcome fails the run: a VM that could not run
+/// does under CI only (elsewhere it is a loud warning), a failed test always.
+fn vm_verdict(outcome: Result<(), vm::Failure>, in_ci: bool) -> Result<()> {
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(vm::Failure::Unavailable(e)) if !in_ci => {
+            warn(&format!("the VM stage did not run: {e:#}"));
+            Ok(())
+        }
+        Err(failure) => Err(failure.into_error()),
+    }
 }
 
 /// Checks of files no Rust test covers: the Dockerfile, manifests, workflows.
@@ -142,4 +199,21 @@ fn static_checks() -> Result<()> {
         script.display()
     );
     run(Command::new("bash").arg(script).current_dir(&root))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vm_that_cannot_run_fails_only_under_ci_and_a_failed_test_always() {
+        let unavailable = || Err(vm::Failure::Unavailable(anyhow::anyhow!("no qemu")));
+        let failed = || Err(vm::Failure::Failed(anyhow::anyhow!("1 failed")));
+        assert!(vm_verdict(Ok(()), true).is_ok());
+        assert!(vm_verdict(unavailable(), false).is_ok());
+        let err = vm_verdict(unavailable(), true).unwrap_err();
+        assert!(format!("{err:#}").contains("no qemu"), "{err:#}");
+        assert!(vm_verdict(failed(), false).is_err());
+        assert!(vm_verdict(failed(), true).is_err());
+    }
 }

@@ -227,7 +227,7 @@ impl Garage {
     /// the same data and key.
     pub fn restart(&mut self) -> Result<()> {
         self.stop();
-        let deadline = Instant::now() + READY_TIMEOUT;
+        let deadline = Instant::now() + crate::patience::stretch(READY_TIMEOUT);
         loop {
             match self.launch() {
                 Ok(()) => return Ok(()),
@@ -267,6 +267,7 @@ impl Garage {
             .with_context(|| format!("spawning {} server", self.binary.display()))?;
         self.server = Some(server);
         let started = Instant::now();
+        let limit = crate::patience::stretch(READY_TIMEOUT);
         loop {
             if !self.is_running() {
                 let status = self.server.take().and_then(Server::stop);
@@ -280,10 +281,10 @@ impl Garage {
             if self.healthy() && self.serves_s3() {
                 return Ok(());
             }
-            if started.elapsed() > READY_TIMEOUT {
+            if started.elapsed() > limit {
                 self.stop();
                 bail!(
-                    "garage did not become healthy within {READY_TIMEOUT:?} on admin port {}; log {}:\n{}",
+                    "garage did not become healthy within {limit:?} on admin port {}; log {}:\n{}",
                     self.ports.admin,
                     self.log_path.display(),
                     self.log_tail()

@@ -1,28 +1,72 @@
 #!/bin/bash
-# Runs inside the `cargo xtask vm` guest (see vm.rs). Arguments: the
+# Runs inside the VM (see vm.rs), all scenarios in one boot. Arguments: the
 # writable results directory, the integration test binary, the directory
-# holding memory-monitor and examples/demo-target. Writes its findings
-# there; the host judges them.
+# holding memory-monitor and examples/demo-target, the garage binary, the
+# seconds a group may run, then the test groups (name prefixes such as
+# `ebpf::`). Writes its findings to the results directory; the host judges
+# them (vm/judge.rs):
+#   kernel        uname -r
+#   boot          seconds from kernel start to this script
+#   groups.tsv    per group: prefix, tests matched, exit status, milliseconds
+#   group-N.log   libtest's output for group N (0-based)
+#   scenario      milliseconds the monitor scenario took; monitor.log, target.log
+#   done          written last: the guest finished
 set -u
-OUT=$1 TESTS=$2 BIN=$3
+OUT=$1 TESTS=$2 BIN=$3 GARAGE=$4 GROUP_TIMEOUT=$5
+shift 5
+cut -d' ' -f1 /proc/uptime > "$OUT/boot"
 uname -r > "$OUT/kernel"
 cd "$OUT" || exit 1
 
-# 1. The eBPF tests that need fexit, against this kernel.
-timeout 180 "$TESTS" --exact ebpf::fexit_reports_the_syscall_results \
-    ebpf::programs_load_and_attach --nocapture --test-threads=1 > "$OUT/tests.log" 2>&1
-echo "rc=$?" >> "$OUT/tests.log"
+# The rig's parts need loopback (Garage, the Slack stand-in, /metrics) and a
+# writable tmpfs for temporary directories and unix sockets: virtme-ng brings
+# lo up and overlays the host's /tmp, but a fresh tmpfs keeps the host's
+# files out of sight. The root filesystem itself is the host's, read-only.
+command -v ip > /dev/null && ip link set lo up
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+export TMPDIR=/tmp
+# Everything a test needs is here (root, eBPF, fexit, cgroup v2): a test
+# that would skip for want of it must fail instead, as under CI.
+export CI=true RUST_BACKTRACE=1 GARAGE_BIN=$GARAGE
+# Emulation on a shared machine is 3-10x slower than the host: the rig's
+# waits are stretched to match (testkit/src/patience.rs).
+export TESTKIT_TIMEOUT_SCALE=4
 
-# 2. The monitor in eBPF mode against the demo target. Unix sockets cannot
-# live on the 9p root, hence a tmpfs directory for the heap-dump socket.
-SOCK=$(mktemp -d /dev/shm/sock.XXXXXX)
+# 1. The integration tests, one libtest run per group. libtest filters by
+# substring (`oom::` would match `ebpf_oom::`), so the names are selected by
+# prefix here and passed with --exact.
+: > "$OUT/groups.tsv"
+ALL=$("$TESTS" --list 2>/dev/null | sed -n 's/: test$//p')
+i=0
+for prefix in "$@"; do
+    mapfile -t names < <(printf '%s\n' "$ALL" | awk -v p="$prefix" 'index($0, p) == 1')
+    log="$OUT/group-$i.log"
+    started=$(date +%s%3N)
+    if [ "${#names[@]}" -eq 0 ]; then
+        rc=0
+        echo "no test name starts with $prefix" > "$log"
+    else
+        # A hung test must not hang the guest: the group fails, the rest runs.
+        timeout "$GROUP_TIMEOUT" "$TESTS" --exact "${names[@]}" --test-threads=1 > "$log" 2>&1
+        rc=$?
+    fi
+    ended=$(date +%s%3N)
+    printf '%s\t%s\t%s\t%s\n' "$prefix" "${#names[@]}" "$rc" $((ended - started)) \
+        >> "$OUT/groups.tsv"
+    i=$((i + 1))
+done
+
+# 2. The monitor in eBPF mode against the demo target: fexit attached to
+# mmap/munmap/brk and the wake-ups they give (the host checks the log).
+started=$(date +%s%3N)
+SOCK=$(mktemp -d)
 mkdir -p "$OUT/spool"
 MALLOC_CONF=retain:false,dirty_decay_ms:0,muzzy_decay_ms:0 "$BIN/examples/demo-target" \
     --pattern spikes --base-mib 16 --spike-mib 64 --spike-ms 200 --spike-every-ms 1000 \
     --socket-dir "$SOCK" > "$OUT/target.log" 2>&1 &
 TARGET=$!
-# No S3 in the VM: uploads would fail, and INITIAL_DELAY keeps the baseline
-# dump (and so any upload) past the end of the run anyway.
+# No S3 here: INITIAL_DELAY keeps the baseline dump (and so any upload) past
+# the end of the run.
 env BINARY_NAME=demo-target CHECK_INTERVAL=1s HISTORY_WINDOW_SIZE=5 \
     MEMORY_CHANGE_THRESHOLD=16MiB INITIAL_DELAY=10m DUMP_COOLDOWN=30s \
     S3_BUCKET=vm S3_PATH_PREFIX=vm/ POD_NAME=vm HEAP_DUMP_SOCKET_DIR="$SOCK" \
@@ -40,4 +84,8 @@ sleep 8
 (exec 3<>/dev/tcp/127.0.0.1/9464 && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && cat <&3) \
     > "$OUT/metrics.txt" 2>&1
 kill -9 "$MONITOR" "$TARGET" 2>/dev/null
+# Reaped here, so bash does not report the kills on the console.
+wait "$MONITOR" "$TARGET" 2>/dev/null
+ended=$(date +%s%3N)
+echo $((ended - started)) > "$OUT/scenario"
 echo done > "$OUT/done"
