@@ -47,7 +47,7 @@ for prefix in "$@"; do
         echo "no test name starts with $prefix" > "$log"
     else
         # A hung test must not hang the guest: the group fails, the rest runs.
-        timeout "$GROUP_TIMEOUT" "$TESTS" --exact "${names[@]}" --test-threads=1 > "$log" 2>&1
+        timeout "$GROUP_TIMEOUT" "$TESTS" --exact "${names[@]}" --test-threads=1 --nocapture > "$log" 2>&1
         rc=$?
     fi
     ended=$(date +%s%3N)
