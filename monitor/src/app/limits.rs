@@ -3,6 +3,8 @@
 //! near-OOM capture that may wait for the slot, and the report when the
 //! target disappears (OOM-killed, not, or unknown).
 
+use std::time::Duration;
+
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -15,6 +17,11 @@ use crate::procfs::ProcessId;
 use crate::sampler::Sample;
 use crate::units::human_duration;
 
+/// Shortest gap between two samples woken by the cgroup's memory events:
+/// under steady reclaim at the limit the kernel signals up to every 10 ms,
+/// and one read per 50 ms (as for eBPF wake-ups) sees the climb as well.
+const MEMORY_EVENT_GAP: Duration = Duration::from_millis(50);
+
 /// What the OOM-kill report of the current target needs to remember.
 #[derive(Debug, Default)]
 pub(super) struct History {
@@ -24,6 +31,8 @@ pub(super) struct History {
     pub last_dump: Option<(String, Reason, Instant, Option<Pressure>)>,
     /// Why the last near-OOM capture failed, until one succeeds.
     pub near_oom_failure: Option<String>,
+    /// When a memory event last woke a sample.
+    pub memory_event_sampled: Option<Instant>,
 }
 
 impl History {
@@ -78,10 +87,19 @@ impl Monitor {
         let Some(target) = self.sampler.target() else {
             return;
         };
+        let now = Instant::now();
+        if self
+            .history
+            .memory_event_sampled
+            .is_some_and(|at| now.duration_since(at) < MEMORY_EVENT_GAP)
+        {
+            return;
+        }
+        self.history.memory_event_sampled = Some(now);
         let sample = Sample {
             target,
             rss_anon: self.sampler.rss_anon(target),
-            at: Instant::now(),
+            at: now,
             trigger: Trigger::MemoryEvent,
         };
         self.assess(sample);
