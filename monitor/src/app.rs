@@ -158,8 +158,17 @@ impl Monitor {
     /// Window and rules for one sample; a capture when a rule fires.
     fn assess(&mut self, sample: Sample) {
         let at = sample.at.into_std();
-        let pressure = self.oom.pressure(sample.rss_anon, at);
-        self.history.last_pressure = pressure;
+        // A process whose memory is already gone (exiting), or that the
+        // kernel has chosen as its OOM victim, says nothing about the climb:
+        // the kill report keeps the figures from before.
+        let dying = sample.rss_anon == 0 || self.sampler.victim_named(sample.target);
+        let pressure = match dying {
+            true => None,
+            false => self.oom.pressure(sample.rss_anon, at),
+        };
+        if !dying {
+            self.history.last_pressure = pressure;
+        }
         let a = match sample.trigger {
             Trigger::Tick => self.detector.on_tick(at, sample.rss_anon, pressure),
             _ => self.detector.on_event(at, sample.rss_anon, pressure),

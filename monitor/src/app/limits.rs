@@ -73,7 +73,7 @@ impl Monitor {
         if let Some((bytes, _)) = limit {
             info!(
                 pid = id.pid,
-                near_oom_at = bytes.min(self.detector.near_oom_threshold(bytes)),
+                near_oom_at = self.detector.near_oom_threshold(bytes),
                 wakeups = ?self.wakeups(),
                 "near-OOM rule armed"
             );

@@ -85,11 +85,6 @@ impl NearOom {
         }
     }
 
-    /// The rule's settings.
-    pub fn settings(&self) -> NearOomSettings {
-        self.settings
-    }
-
     /// The working set the first dump needs under `limit`.
     pub fn first_threshold(&self, limit: u64) -> u64 {
         fraction_of(limit, self.settings.at)

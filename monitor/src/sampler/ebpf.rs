@@ -20,6 +20,11 @@ impl Sampler {
             .is_some_and(|w| w.oom_watch().is_some())
     }
 
+    /// Whether the eBPF OOM hook has named `id` as the kernel's victim.
+    pub fn victim_named(&self, id: ProcessId) -> bool {
+        self.oom_victim == Some(id.pid)
+    }
+
     /// What the eBPF OOM hook saw of `id`, which just went (the victim it
     /// named is forgotten once asked).
     pub fn oom_witness(&mut self, id: ProcessId) -> EbpfWitness {

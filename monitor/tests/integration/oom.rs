@@ -157,6 +157,7 @@ fn procfs_mode_dumps_near_oom_before_the_kill_and_says_what_polling_saw() {
     }
     eprintln!("procfs mode on {:?} reported: {lines}", o.version);
     if lines.contains(logs::TARGET_OOM_KILLED) {
+        assert!(last_sample_percent(&lines) >= 90.0, "{lines}");
         let alert = kill_alert(&o);
         assert!(alert.contains("near-oom"), "{alert}");
     }
@@ -177,6 +178,7 @@ fn ebpf_mode_dumps_near_oom_and_alerts_the_kill_naming_the_dump() {
         lines.contains("oom:mark_victim"),
         "the kill was not seen by eBPF: {lines}"
     );
+    assert!(last_sample_percent(&lines) >= 90.0, "{lines}");
     let alert = kill_alert(&o);
     let near_oom = o
         .rig
@@ -189,6 +191,20 @@ fn ebpf_mode_dumps_near_oom_and_alerts_the_kill_naming_the_dump() {
         "the OOM alert names no near-OOM dump {near_oom:?}: {alert}"
     );
     restart_gets_a_new_baseline(&mut o);
+}
+
+/// The working set at the last sample, as the kill report gives it, in %
+/// of the limit: the figures from before the kill, not the dying process's.
+fn last_sample_percent(verdict: &str) -> f64 {
+    let after = verdict
+        .split_once("working set at the last sample ")
+        .map(|(_, rest)| rest)
+        .unwrap_or_else(|| panic!("no last sample in {verdict}"));
+    after
+        .split_once('(')
+        .and_then(|(_, rest)| rest.split_once("%)"))
+        .and_then(|(p, _)| p.parse().ok())
+        .unwrap_or_else(|| panic!("no percentage in {verdict}"))
 }
 
 /// The monitor's line about the target's exit (kill, not, or unknown).
