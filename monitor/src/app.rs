@@ -162,13 +162,13 @@ impl Monitor {
         // kernel has chosen as its OOM victim, says nothing about the climb:
         // the kill report keeps the figures from before.
         let dying = sample.rss_anon == 0 || self.sampler.victim_named(sample.target);
-        let pressure = match dying {
-            true => None,
-            false => self.oom.pressure(sample.rss_anon, at),
-        };
-        if !dying {
+        let pressure = if dying {
+            None
+        } else {
+            let pressure = self.oom.pressure(sample.rss_anon, at);
             self.history.last_pressure = pressure;
-        }
+            pressure
+        };
         let a = match sample.trigger {
             Trigger::Tick => self.detector.on_tick(at, sample.rss_anon, pressure),
             _ => self.detector.on_event(at, sample.rss_anon, pressure),
@@ -258,12 +258,9 @@ impl Monitor {
             d.reason,
             trigger.as_str(),
         );
-        if let (Reason::NearOom, Some(ws), Some(limit)) = (d.reason, s.working_set, s.memory_limit)
+        if d.reason == Reason::NearOom
+            && let Some(p) = Pressure::of(s)
         {
-            let p = Pressure {
-                working_set: ws,
-                limit,
-            };
             // The dump is built inside the target: say how much room it has.
             info!(
                 headroom = p.headroom(),

@@ -38,10 +38,7 @@ pub(super) struct History {
 impl History {
     /// A dump of the current target was captured and named `key`.
     pub fn dumped(&mut self, key: String, request: &Request, now: Instant) {
-        let pressure = match (request.stats.working_set, request.stats.memory_limit) {
-            (Some(working_set), Some(limit)) => Some(Pressure { working_set, limit }),
-            _ => None,
-        };
+        let pressure = Pressure::of(&request.stats);
         if request.reason == Reason::NearOom {
             self.near_oom_failure = None;
         }

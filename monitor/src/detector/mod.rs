@@ -193,10 +193,7 @@ impl Detector {
                 human_bytes(d.limit)
             ),
             Reason::NearOom => {
-                let p = Pressure {
-                    working_set: s.working_set.unwrap_or_default(),
-                    limit: s.memory_limit.unwrap_or_default(),
-                };
+                let p = Pressure::of(s).unwrap_or_default();
                 format!(
                     "working set {} >= {} ({:.0}% of the limit): {}",
                     human_bytes(p.working_set),
@@ -246,9 +243,9 @@ impl Detector {
     /// the rule's next threshold a step above the working set it fired at.
     pub fn capturing(&mut self, d: &Detection) {
         if d.reason == Reason::NearOom
-            && let (Some(working_set), Some(limit)) = (d.stats.working_set, d.stats.memory_limit)
+            && let Some(p) = Pressure::of(&d.stats)
         {
-            self.near_oom.capturing(Pressure { working_set, limit });
+            self.near_oom.capturing(p);
         }
     }
 

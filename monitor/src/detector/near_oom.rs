@@ -8,6 +8,7 @@
 //! below OOM_DUMP_AT minus [`REARM_GAP`] of the limit. Pure: the caller
 //! passes the working set and the limit of each sample.
 
+use crate::dump::MemoryStats;
 use crate::units::human_bytes;
 
 /// How far below OOM_DUMP_AT (as a fraction of the limit) the working set
@@ -35,7 +36,7 @@ impl Default for NearOomSettings {
 }
 
 /// The cgroup's working set against the memory limit, at one sample.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pressure {
     /// Usage minus inactive file, as the kubelet counts it (or RssAnon where
     /// the cgroup cannot be read and MEMORY_LIMIT stands in).
@@ -45,6 +46,15 @@ pub struct Pressure {
 }
 
 impl Pressure {
+    /// The pressure recorded with a dump's figures, when both the working
+    /// set and the limit were known.
+    pub fn of(stats: &MemoryStats) -> Option<Pressure> {
+        Some(Pressure {
+            working_set: stats.working_set?,
+            limit: stats.memory_limit?,
+        })
+    }
+
     /// Working set as a percentage of the limit.
     pub fn percent(&self) -> f64 {
         self.working_set as f64 * 100.0 / self.limit.max(1) as f64

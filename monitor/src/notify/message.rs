@@ -154,8 +154,7 @@ pub fn render(settings: &SlackSettings, alert: &Alert) -> Option<Value> {
 
 /// "Working set / limit" when a limit was known: how close to the OOM kill.
 fn limit_field(info: &DumpInfo) -> Option<(&'static str, String)> {
-    let (working_set, limit) = (info.stats.working_set?, info.stats.memory_limit?);
-    let p = crate::detector::Pressure { working_set, limit };
+    let p = crate::detector::Pressure::of(&info.stats)?;
     Some(("Working set / limit", p.describe()))
 }
 
