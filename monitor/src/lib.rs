@@ -42,6 +42,7 @@ pub mod naming;
 pub mod notify;
 pub mod oom;
 pub mod procfs;
+pub mod profile;
 pub mod resample;
 pub mod sampler;
 pub mod spool;

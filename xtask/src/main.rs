@@ -34,7 +34,11 @@ enum Cmd {
     /// Run the whole test suite (what CI runs), the VM stage last.
     Test,
     /// Run only the VM stage: the kernel-dependent tests on Debian's 6.1 kernel.
-    Vm,
+    Vm {
+        /// Run only these test groups (prefixes from the stage's list, e.g. `oom::`),
+        /// each as many times as named: for chasing a failure seen under CI.
+        groups: Vec<String>,
+    },
     /// Fetch and build the seed's monitor (cowprotocol/memory-monitor at 3afd543) under
     /// target/seed/, for `cargo bench -p monitor --bench footprint`.
     Seed(seed::SeedArgs),
@@ -51,10 +55,11 @@ fn main() -> Result<()> {
             demo::run_demo(&args, ebpf)
         }
         Cmd::Test => test(),
-        Cmd::Vm => {
+        Cmd::Vm { groups } => {
+            let groups = vm::select(&groups)?;
             anyhow::ensure!(setup()?, "the VM stage needs the eBPF toolchain");
             let tools = vm::prepare().context("installing the VM's tools")?;
-            vm::run(&tools).map_err(vm::Failure::into_error)
+            vm::run(&tools, &groups).map_err(vm::Failure::into_error)
         }
         Cmd::Seed(args) => seed::build_seed(&args),
     }
@@ -180,7 +185,7 @@ fn vm_stage(tools: Option<&vm::Tools>, ebpf: bool) -> Result<()> {
         warn("the VM stage did not run: its tests need the eBPF toolchain");
         return Ok(());
     }
-    vm_verdict(vm::run(tools), testkit::guard::in_ci())
+    vm_verdict(vm::run(tools, vm::GROUPS), testkit::guard::in_ci())
 }
 
 /// Whether the VM stage's outcome fails the run: a VM that could not run

@@ -76,22 +76,41 @@ impl Failure {
     }
 }
 
+/// The groups named on the command line, checked against [`GROUPS`];
+/// none named means all of them.
+pub fn select(named: &[String]) -> Result<Vec<&'static str>> {
+    if named.is_empty() {
+        return Ok(GROUPS.to_vec());
+    }
+    named
+        .iter()
+        .map(|n| {
+            GROUPS
+                .iter()
+                .copied()
+                .find(|g| g == n)
+                .with_context(|| format!("no VM test group {n:?}; the groups are {GROUPS:?}"))
+        })
+        .collect()
+}
+
 /// Finds or installs what the stage needs on this machine.
 pub fn prepare() -> Result<Tools> {
     install::ensure(&target_dir())
 }
 
-/// Builds, boots the VM once, and judges what the guest saw.
-pub fn run(tools: &Tools) -> Result<(), Failure> {
+/// Builds, boots the VM once, runs `groups` (all of [`GROUPS`] for the
+/// suite) and judges what the guest saw.
+pub fn run(tools: &Tools, groups: &[&str]) -> Result<(), Failure> {
     let out = target_dir().join("vm");
-    let exec = stage_guest(&out).map_err(Failure::Failed)?;
+    let exec = stage_guest(&out, groups).map_err(Failure::Failed)?;
     eprintln!(
         "==> VM stage: booting {} under emulation, {} test groups (3-8 minutes)",
         tools.kernel.display(),
-        GROUPS.len()
+        groups.len()
     );
     let started = Instant::now();
-    boot(tools, &out, &exec).map_err(Failure::Unavailable)?;
+    boot(tools, &out, &exec, groups.len()).map_err(Failure::Unavailable)?;
     let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap_or_default();
     let secs = |name: &str| read(name).trim().parse::<f64>().unwrap_or(f64::NAN);
     eprintln!(
@@ -101,7 +120,7 @@ pub fn run(tools: &Tools) -> Result<(), Failure> {
     );
     eprintln!("    {:<28} {:>33.1} s", "boot", secs("boot"));
     // Every check is judged and printed, so one failure does not hide another.
-    let groups = judge::judge_groups(&out, GROUPS, MAY_BE_EMPTY);
+    let verdict = judge::judge_groups(&out, groups, MAY_BE_EMPTY);
     let fexit = judge::judge_fexit(&out);
     eprintln!(
         "    {:<28} {:>33.1} s",
@@ -109,7 +128,7 @@ pub fn run(tools: &Tools) -> Result<(), Failure> {
         secs("scenario") / 1000.0
     );
     let monitor = judge::judge_monitor(&out);
-    let failures: Vec<String> = [groups, fexit, monitor]
+    let failures: Vec<String> = [verdict, fexit, monitor]
         .into_iter()
         .filter_map(|r| r.err().map(|e| format!("{e:#}")))
         .collect();
@@ -126,7 +145,7 @@ pub fn run(tools: &Tools) -> Result<(), Failure> {
 
 /// Builds what the guest runs, writes the guest script into a fresh `out`
 /// and returns the command the guest executes.
-fn stage_guest(out: &Path) -> Result<String> {
+fn stage_guest(out: &Path, groups: &[&str]) -> Result<String> {
     run_cmd(cargo().args(["build", "--locked", "-p", "monitor", "--bins", "--examples"]))?;
     let tests = integration_binary()?;
     let garage = testkit::garage::garage_binary()?;
@@ -148,7 +167,7 @@ fn stage_guest(out: &Path) -> Result<String> {
     let words: Vec<&str> = args
         .iter()
         .map(String::as_str)
-        .chain(GROUPS.iter().copied())
+        .chain(groups.iter().copied())
         .collect();
     for word in &words {
         ensure!(
@@ -162,8 +181,8 @@ fn stage_guest(out: &Path) -> Result<String> {
 
 /// Boots the VM and waits for the guest; fails when it did not start or
 /// did not finish.
-fn boot(tools: &Tools, out: &Path, exec: &str) -> Result<()> {
-    let timeout = REST_TIMEOUT_SECS + GROUP_TIMEOUT_SECS * GROUPS.len() as u64;
+fn boot(tools: &Tools, out: &Path, exec: &str, groups: usize) -> Result<()> {
+    let timeout = REST_TIMEOUT_SECS + GROUP_TIMEOUT_SECS * groups as u64;
     // The console into a file: virtme-ng reopens its output, which clobbers
     // a redirected log, and on success there is nothing to read in it.
     let console_path = out.join("console.log");

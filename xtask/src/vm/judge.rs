@@ -121,6 +121,16 @@ pub fn judge_group(run: &GroupRun, log: &str) -> Verdict {
     Verdict::Passed(summary)
 }
 
+/// Lines of a failed group's log printed with the verdict: enough to show
+/// the test that was running and what it last waited for.
+const TAIL_LINES: usize = 60;
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 /// Reads and judges every group in `expected` order; prints one line each.
 /// A group in `may_be_empty` that matched no test is a warning, any other
 /// a failure.
@@ -152,6 +162,12 @@ pub fn judge_groups(out: &Path, expected: &[&str], may_be_empty: &[&str]) -> Res
             }
             Verdict::Failed(why) => {
                 eprintln!("    {prefix:<28} FAILED: {why} {secs:>7.1} s");
+                // CI keeps only this output, not the results directory.
+                eprintln!(
+                    "    ---- the end of {}:\n{}\n    ----",
+                    log_path.display(),
+                    tail(&log, TAIL_LINES)
+                );
                 let _ = writeln!(failures, "{prefix}: {why} (see {})", log_path.display());
             }
         }

@@ -139,3 +139,15 @@ fn judging_groups_reads_the_guests_files() {
         "{err}"
     );
 }
+
+#[test]
+fn the_tail_is_the_last_lines_or_all_of_a_short_log() {
+    let log = (1..=100)
+        .map(|i| format!("line {i}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let t = tail(&log, 3);
+    assert_eq!(t, "line 98\nline 99\nline 100");
+    assert_eq!(tail("only\n", 60), "only");
+    assert_eq!(tail("", 60), "");
+}
