@@ -355,6 +355,9 @@ fn start(opts: &DemoOptions, exe: &Path, socket_dir: &Path, log: &Path) -> anyho
         None => cmd.env_remove("MALLOC_CONF"),
     };
     if let Some(dir) = &opts.cgroup {
+        // Reclaim at the limit must not thrash the demo's own code instead
+        // of killing it (see the demo's --lock-pages).
+        cmd.arg("--lock-pages");
         crate::cgroup::enter_dir(dir, &mut cmd)?;
     }
     if let Some(uid) = opts.run_as {

@@ -130,6 +130,13 @@ struct Args {
     /// first `dump` makes RssAnon jump, which a monitor sees as a spike.
     #[arg(long)]
     no_warm_up: bool,
+    /// Lock the pages mapped at start once touched (mlockall with
+    /// MCL_CURRENT | MCL_ONFAULT; later heap stays purgeable), code
+    /// included: in a memory cgroup at its limit, the kernel otherwise evicts
+    /// the process's own code and reads it back, over and over, instead of
+    /// OOM-killing it. Over 9p in an emulated VM that thrash lasted minutes.
+    #[arg(long)]
+    lock_pages: bool,
 }
 
 /// Reads jemalloc's counters after advancing the epoch (they are cached).
@@ -308,6 +315,15 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    if args.lock_pages {
+        // SAFETY: mlockall takes flags only and touches no Rust-owned memory.
+        let rc = unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_ONFAULT) };
+        anyhow::ensure!(
+            rc == 0,
+            "mlockall: {} (needs CAP_IPC_LOCK or a large RLIMIT_MEMLOCK)",
+            std::io::Error::last_os_error()
+        );
+    }
     report_profiling();
 
     let name = match &args.name {

@@ -50,9 +50,29 @@ for prefix in "$@"; do
         rc=0
         echo "no test name starts with $prefix" > "$log"
     else
-        # A hung test must not hang the guest: the group fails, the rest runs.
-        timeout "$GROUP_TIMEOUT" "$TESTS" --exact "${names[@]}" --test-threads=1 --nocapture > "$log" 2>&1
+        # Shortly before a group would be killed, what its processes were
+        # doing goes into its log: the host prints a failed group's tail.
+        (
+            sleep $((GROUP_TIMEOUT - 10))
+            {
+                echo "==== 10 s before the group's timeout: processes, then test cgroups"
+                ps -eo pid,stat,wchan:28,rss,etime,args --sort=start_time | cut -c1-160 | tail -20
+                for d in /sys/fs/cgroup/mm-*; do
+                    [ -d "$d" ] || continue
+                    echo "== $d: current $(cat "$d/memory.current") max $(cat "$d/memory.max")"
+                    tr '\n' ' ' < "$d/memory.events"; echo
+                    grep -E '^(anon|file|workingset_refault_file|pgmajfault|unevictable) ' "$d/memory.stat" | tr '\n' ' '; echo
+                done
+            } > "$log.state" 2>&1
+        ) &
+        watchdog=$!
+        # A hung test must not hang the guest: the group fails, the rest runs
+        # (SIGKILL 20 s after SIGTERM, for a test stuck where TERM is ignored).
+        timeout -k 20 "$GROUP_TIMEOUT" "$TESTS" --exact "${names[@]}" --test-threads=1 --nocapture > "$log" 2>&1
         rc=$?
+        kill "$watchdog" 2>/dev/null
+        wait "$watchdog" 2>/dev/null
+        [ -s "$log.state" ] && cat "$log.state" >> "$log"
     fi
     ended=$(date +%s%3N)
     printf '%s\t%s\t%s\t%s\n' "$prefix" "${#names[@]}" "$rc" $((ended - started)) \
