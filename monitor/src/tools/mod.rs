@@ -38,7 +38,7 @@ pub fn is_command(first: Option<&std::ffi::OsStr>) -> bool {
 #[command(
     name = "memory-monitor",
     about = "Heap profiles for humans: what grew (diff) or what is in use (top). Without a command, memory-monitor runs the monitor (see memory-monitor --help).",
-    after_help = "PROFILE is a gzipped pprof file or an s3://bucket/key URI, read with the AWS SDK's default chain (AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL, ...) and needing s3:GetObject."
+    after_help = PROFILE_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -49,9 +49,13 @@ struct Cli {
     s3_force_path_style: bool,
 }
 
+/// Said under each command's --help.
+const PROFILE_HELP: &str = "A profile is a gzipped pprof file or an s3://bucket/key URI, read with the AWS SDK's default chain (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, ...) and needing s3:GetObject. Rows are in-use bytes by function: the first frame above the allocator and the standard library's allocation plumbing (docs/growth.md).";
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// What grew from BASE to DUMP: in-use bytes by function and by stack.
+    #[command(after_help = PROFILE_HELP)]
     Diff {
         /// The baseline profile (file or s3://bucket/key).
         base: String,
@@ -62,6 +66,7 @@ enum Command {
         top: usize,
     },
     /// The largest in-use sites of one profile, by function and by stack.
+    #[command(after_help = PROFILE_HELP)]
     Top {
         /// The profile (file or s3://bucket/key).
         dump: String,

@@ -116,7 +116,7 @@ fn missing_and_unreadable_profiles_are_clear_errors() {
 
     /// Arguments, environment, what standard error must say.
     type Case<'a> = (&'a [&'a str], &'a [(String, String)], &'a [&'a str]);
-    let cases: [Case; 5] = [
+    let cases: [Case; 6] = [
         (
             &["top", &missing_path],
             &env,
@@ -141,6 +141,11 @@ fn missing_and_unreadable_profiles_are_clear_errors() {
             &["top", "s3://bucket-only"],
             &env,
             &["not an s3://bucket/key URI"],
+        ),
+        (
+            &["top", "s3://no-such-bucket/k.pprof"],
+            &env,
+            &["s3://no-such-bucket/k.pprof", "no such bucket"],
         ),
     ];
     for (args, env, wants) in cases {
