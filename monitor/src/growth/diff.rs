@@ -36,7 +36,7 @@ pub enum GrowthError {
 }
 
 /// One function's in-use bytes in both profiles.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FunctionGrowth {
     /// The function's name (`0x<address>` when unsymbolized).
     pub name: String,
@@ -47,7 +47,7 @@ pub struct FunctionGrowth {
 }
 
 /// One stack's in-use bytes in both profiles.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StackGrowth {
     /// Frames from the blamed function (first) to the root.
     pub frames: Vec<String>,
@@ -73,7 +73,7 @@ impl StackGrowth {
 
 /// The comparison of a dump with its baseline (or, without one, the dump's
 /// largest in-use sites, each with `before` 0).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Growth {
     /// Whether a baseline was compared; `false`: the rows are in-use bytes.
     pub against_baseline: bool,

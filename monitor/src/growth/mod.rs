@@ -11,6 +11,8 @@
 //!   or fragmentation ([`StatsVerdict`]);
 //! - [`rate`]: the least-squares growth rate and the time to the limit
 //!   ([`GrowthRate`], [`Headroom`]).
+//!
+//! The results serialize (serde) for a summary stored beside the dump.
 
 pub mod diff;
 pub mod frames;

@@ -7,13 +7,13 @@ use std::time::Duration;
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// The slope of a least-squares line through memory samples.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct GrowthRate {
     bytes_per_sec: f64,
 }
 
 /// How close the limit is, and how soon it is reached at a [`GrowthRate`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Headroom {
     /// The limit minus the current working set (0 at or past the limit).
     pub bytes: u64,

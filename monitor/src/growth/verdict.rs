@@ -13,7 +13,8 @@ pub const MIN_GROWTH_BYTES: u64 = 4 << 20;
 pub const MIN_GROWTH_SHARE: f64 = 0.05;
 
 /// Where the growth between two snapshots of the counters is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum VerdictKind {
     /// `allocated` grew the most: live allocations grew (a leak or load).
     LiveAllocations,
@@ -26,7 +27,7 @@ pub enum VerdictKind {
 }
 
 /// The counters at the baseline and at the dump, and what they say.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct StatsVerdict {
     /// The counters at the baseline.
     pub before: JemallocStats,
@@ -174,6 +175,14 @@ mod tests {
         assert_eq!(kind((500, 600), (100, 150)), VerdictKind::Neither);
         let text = StatsVerdict::judge(stats(500, 600), stats(100, 150)).describe();
         assert!(text.contains("-400.0 MiB"), "{text}");
+    }
+
+    #[test]
+    fn the_verdict_serializes_for_the_summary() {
+        let v = StatsVerdict::judge(stats(32, 40), stats(96, 104));
+        let json = serde_json::to_value(v).unwrap();
+        assert_eq!(json["kind"], "live-allocations");
+        assert_eq!(json["after"]["allocated"], 96 * MIB);
     }
 
     #[test]
