@@ -16,14 +16,16 @@
 //!    and writes it to the [`spool`], which keeps it safe on disk;
 //! 6. **store**: the [`uploader`] puts spooled dumps into S3 through [`store`],
 //!    retrying with [`backoff`];
-//! 7. **notify**: the uploader tells Slack through [`notify`]; when the
+//! 7. **notify**: the uploader tells Slack through [`notify`] (what grew,
+//!    from [`growth`], and how fast); when the
 //!    target dies, [`oom`] decides whether it was OOM-killed and [`app`]
 //!    reports it.
 //!
 //! [`app`] wires the stages into one loop; [`config`] reads the environment
 //! and hands each stage its settings; [`metrics`] exports what happens;
 //! [`logging`] and [`units`] serve them all; [`alloc`] keeps the monitor's own
-//! heap small.
+//! heap small. [`tools`] are the commands for humans in the same binary
+//! (`memory-monitor diff`/`top`).
 
 pub mod alloc;
 pub mod app;
@@ -35,6 +37,7 @@ pub mod detector;
 pub mod discovery;
 pub mod dump;
 pub mod ebpf;
+pub mod growth;
 pub mod handoff;
 pub mod logging;
 pub mod metrics;
@@ -48,6 +51,7 @@ pub mod sampler;
 pub mod spool;
 pub mod store;
 pub mod target;
+pub mod tools;
 pub mod units;
 pub mod uploader;
 pub mod window;

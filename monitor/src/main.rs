@@ -1,9 +1,10 @@
 //! `memory-monitor`: the sidecar binary. See the crate docs of `monitor` for
-//! the data flow; this file only reads the configuration and runs the loop.
+//! the data flow; this file only reads the configuration and runs the loop,
+//! or hands over to the commands for humans (`diff`, `top`: `monitor::tools`).
 
 use std::time::Duration;
 
-use monitor::{alloc, app, config::Config, logging};
+use monitor::{alloc, app, config::Config, logging, tools};
 
 /// How long the runtime waits at exit for blocking threads: a capture
 /// abandoned at shutdown may still be blocked on the target's socket, and
@@ -18,6 +19,11 @@ const MAX_BLOCKING_THREADS: usize = 4;
 fn main() -> std::process::ExitCode {
     // Before any thread exists: arenas are created per thread.
     alloc::limit_arenas();
+    // `memory-monitor diff ...` / `top ...`; anything else is the monitor,
+    // whose configuration (flags or environment) clap reads below.
+    if tools::is_command(std::env::args_os().nth(1).as_deref()) {
+        return tools::main(std::env::args_os());
+    }
     let hidden = app::hide_from_same_uid();
     // Exits with status 2 and every problem listed when the environment is wrong.
     let config = Config::load();

@@ -19,6 +19,8 @@ use aws_sdk_s3::primitives::ByteStream;
 
 use crate::dump::DumpInfo;
 
+mod get;
+
 /// How long one HTTP attempt may take before the SDK gives up on it. Dumps are a
 /// few MB at most; two minutes covers a slow link, and stops a hung endpoint
 /// from blocking the upload queue forever.
@@ -150,6 +152,16 @@ pub enum StoreError {
         /// The SDK's error chain, with the HTTP status when there was one.
         detail: String,
     },
+    /// A download failed (`memory-monitor diff s3://...`).
+    #[error("reading s3://{bucket}/{key} failed: {detail}")]
+    Get {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// What went wrong, with what to do where there is something.
+        detail: String,
+    },
 }
 
 impl StoreError {
@@ -157,7 +169,9 @@ impl StoreError {
     pub fn is_retryable(&self) -> bool {
         match self {
             StoreError::Put { retryable, .. } => *retryable,
-            StoreError::InvalidSettings { .. } | StoreError::NoRegion { .. } => false,
+            StoreError::InvalidSettings { .. }
+            | StoreError::NoRegion { .. }
+            | StoreError::Get { .. } => false,
         }
     }
 }

@@ -5,6 +5,8 @@
 //! Everything that can go wrong on the way (no socket, a stale file, a peer
 //! that is not the target, a target that hangs or floods us, a reply that is
 //! not a profile) is a distinct [`CaptureError`] naming the socket path.
+//! The same socket answers `stats\n` with jemalloc's counters
+//! ([`SocketDumper::stats`]).
 
 use std::io;
 use std::os::unix::fs::FileTypeExt;
@@ -21,12 +23,16 @@ use crate::spool::{Spool, SpoolError};
 mod reply;
 mod sink;
 mod slot;
+mod stats;
 
 use reply::{check_gzip, receive};
 use sink::Sink;
 
 pub use sink::Captured;
 pub use slot::{CaptureSlot, Finished, Request};
+pub use stats::{
+    JemallocStats, STATS_MAX_BYTES, STATS_READ_TIMEOUT, StatsError, StatsReply, parse_stats,
+};
 
 /// The request line of the protocol.
 const REQUEST: &[u8] = b"dump\n";

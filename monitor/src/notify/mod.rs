@@ -14,16 +14,20 @@
 //!
 //! - `settings`: [`SlackSettings`] and the channel routing ([`channel_for`]);
 //! - `message`: [`Alert`], [`Location`] and [`render`], pure text work;
+//! - `growth`: [`GrowthSection`] and [`growth_blocks`], the alert's answer
+//!   section (what grew, the jemalloc verdict, the pace), pure text work;
 //! - `kill`: [`KillAlert`] and [`render_kill`], the OOM-kill message;
 //! - `client`: [`SlackNotifier`], the HTTP side, and [`NotifyError`].
 
 mod client;
+mod growth;
 mod kill;
 mod message;
 mod settings;
 
 pub use crate::units::human_bytes;
 pub use client::{NotifyError, SlackNotifier};
+pub use growth::{GrowthSection, MAX_BLOCKS as GROWTH_MAX_BLOCKS, growth_blocks, growth_text};
 pub use kill::{KillAlert, KillNotifier, render_kill};
 pub use message::{Alert, Location, render};
 pub use settings::{

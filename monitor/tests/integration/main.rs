@@ -8,7 +8,9 @@
 //! - [`capture`]: heap-dump capture from the demo and from broken targets;
 //! - [`cgroup`]: the target's memory cgroup located, read, and watched (v2);
 //! - [`discovery`]: finding the target by name, renamed services, wrong names;
+//! - [`stats`]: the `stats` command against the demo and broken stand-ins;
 //! - [`store`]: `S3Store` against Garage;
+//! - [`tools`]: `memory-monitor diff`/`top` on stored dumps, files and `s3://`;
 //! - [`notify`]: the Slack client against the stand-in;
 //! - [`end_to_end`]: the monitor binary in procfs mode, detection to alert;
 //! - [`faults`]: outages, crashes and bad answers around a running monitor;
@@ -44,7 +46,9 @@ mod limits;
 mod notify;
 mod observability;
 mod oom;
+mod stats;
 mod store;
+mod tools;
 
 /// Whether a test needing eBPF (root and the monitor's eBPF object) can run
 /// here; fails under CI when it cannot (see [`testkit::guard::can_run`]).
