@@ -16,7 +16,8 @@
 //!    and writes it to the [`spool`], which keeps it safe on disk;
 //! 6. **store**: the [`uploader`] puts spooled dumps into S3 through [`store`],
 //!    retrying with [`backoff`];
-//! 7. **notify**: the uploader tells Slack through [`notify`]; when the
+//! 7. **notify**: the uploader tells Slack through [`notify`], with a
+//!    [`chart`] of the window at the detection in the alert's thread; when the
 //!    target dies, [`oom`] decides whether it was OOM-killed and [`app`]
 //!    reports it.
 //!
@@ -30,6 +31,7 @@ pub mod app;
 pub mod backoff;
 pub mod capture;
 pub mod cgroup;
+pub mod chart;
 pub mod config;
 pub mod detector;
 pub mod discovery;
