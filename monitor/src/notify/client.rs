@@ -108,7 +108,8 @@ impl SlackNotifier {
     /// Posts the alert, retrying rate limits, 5xx, timeouts and connection
     /// errors up to `max_attempts` with backoff (or Slack's `Retry-After`, up
     /// to 30 s). Returns where the message is, for replies and files in its
-    /// thread; `None` for baseline dumps, which are skipped without a request.
+    /// thread; `None` for baseline dumps, which are skipped without a request
+    /// (and, logged, should Slack's answer not say where it posted).
     ///
     /// Worst case it returns after `max_attempts` × (timeout + 30 s).
     pub async fn send(&self, alert: &Alert<'_>) -> Result<Option<SlackThread>, NotifyError> {
@@ -116,7 +117,7 @@ impl SlackNotifier {
             tracing::debug!(dump = %alert.info.id, "baseline dumps do not alert; not posting to Slack");
             return Ok(None);
         };
-        self.post_message(&body, &alert.info.id).await.map(Some)
+        self.post_message(&body, &alert.info.id).await
     }
 
     /// Posts the alert as a reply in `thread` (a follow-up of an earlier
@@ -131,7 +132,7 @@ impl SlackNotifier {
         };
         body["channel"] = Value::from(thread.channel.as_str());
         body["thread_ts"] = Value::from(thread.ts.as_str());
-        self.post_message(&body, &alert.info.id).await.map(Some)
+        self.post_message(&body, &alert.info.id).await
     }
 
     /// Posts the OOM-kill alert ([`super::kill::render_kill`]), with the same
@@ -144,7 +145,11 @@ impl SlackNotifier {
     }
 
     /// `chat.postMessage` with `body`; `about` names it in the logs.
-    async fn post_message(&self, body: &Value, about: &str) -> Result<SlackThread, NotifyError> {
+    async fn post_message(
+        &self,
+        body: &Value,
+        about: &str,
+    ) -> Result<Option<SlackThread>, NotifyError> {
         let channel = body["channel"].as_str().unwrap_or_default().to_string();
         let (reply, attempts) = self
             .call(POST_MESSAGE, Args::Json(body), &channel, about)
@@ -157,13 +162,15 @@ impl SlackNotifier {
         );
         let field = |name: &str| reply[name].as_str().map(str::to_string);
         match (field("channel"), field("ts")) {
-            (Some(channel), Some(ts)) => Ok(SlackThread { channel, ts }),
-            _ => Err(NotifyError::BadResponse {
-                method: POST_MESSAGE.into(),
-                status: 200,
-                url: self.shown_url(POST_MESSAGE),
-                body: "ok, but without the message's channel and ts (the alert was posted)".into(),
-            }),
+            (Some(channel), Some(ts)) => Ok(Some(SlackThread { channel, ts })),
+            _ => {
+                tracing::warn!(
+                    dump = %about,
+                    "Slack's answer to chat.postMessage does not say where it posted \
+                     (no channel or ts): no chart or follow-up can go into its thread"
+                );
+                Ok(None)
+            }
         }
     }
 
@@ -178,26 +185,30 @@ impl SlackNotifier {
         about: &str,
     ) -> Result<(Value, u32), NotifyError> {
         let url = format!("{}/{method}", self.base);
-        self.retrying(method, about, || self.call_once(&url, &args))
-            .await
-            .map_err(|(failure, attempts)| {
-                failure.into_error(
-                    method,
-                    self.shown_url(method),
-                    channel,
-                    self.settings.timeout,
-                    attempts,
-                )
-            })
+        let shown = self.shown_url(method);
+        self.retrying((method, &shown, channel), about, || {
+            self.call_once(&url, &args)
+        })
+        .await
+        .map_err(|(failure, attempts)| {
+            failure.into_error(
+                method,
+                shown.clone(),
+                channel,
+                self.settings.timeout,
+                attempts,
+            )
+        })
     }
 
     /// The one retry loop: `once` up to `max_attempts` times while its
     /// failure is retryable, waiting the backoff or Slack's `Retry-After`.
     /// Returns the value and the attempts made, or the last failure and
-    /// the attempts made.
+    /// the attempts made. `call` is the (method, URL as shown, channel)
+    /// that each retry's log line names.
     pub(super) async fn retrying<T, F, Fut>(
         &self,
-        what: &str,
+        call: (&str, &str, &str),
         about: &str,
         mut once: F,
     ) -> Result<(T, u32), (Failure, u32)>
@@ -224,10 +235,12 @@ impl SlackNotifier {
             let Some(delay) = delay else {
                 return Err((failure, attempt));
             };
+            let (method, url, channel) = call;
+            let error =
+                failure.into_error(method, url.into(), channel, self.settings.timeout, attempt);
             tracing::warn!(
                 dump = %about,
-                call = %what,
-                error = %describe(&failure),
+                error = %error,
                 retry_in = ?delay,
                 "Slack call failed; retrying"
             );
@@ -299,18 +312,6 @@ struct SlackReply {
     ok: bool,
     #[serde(default)]
     error: Option<String>,
-}
-
-/// One failed attempt in words, for the retry log line.
-fn describe(failure: &Failure) -> String {
-    match failure {
-        Failure::RateLimited(after) => format!("rate-limited (Retry-After {after:?})"),
-        Failure::OkFalse(code) => code.clone(),
-        Failure::Status { status, .. } => format!("HTTP {status}"),
-        Failure::Timeout => "timed out".into(),
-        Failure::Transport(e) => format!("connection failed: {e}"),
-        Failure::BadResponse { status, .. } => format!("HTTP {status}, not Slack's JSON"),
-    }
 }
 
 /// `Retry-After` in seconds; the HTTP-date form is ignored (Slack sends seconds).

@@ -159,15 +159,17 @@ impl SlackNotifier {
             ));
         };
         let shown = shown_upload_url(url);
-        self.retrying(UPLOAD, about, || self.upload_once(url, file.bytes.clone()))
-            .await
-            .map_err(|(failure, attempts)| {
-                let timeout = self.settings().timeout;
-                UploadError::at(
-                    UPLOAD,
-                    failure.into_error(UPLOAD, shown.clone(), channel, timeout, attempts),
-                )
-            })?;
+        self.retrying((UPLOAD, &shown, channel), about, || {
+            self.upload_once(url, file.bytes.clone())
+        })
+        .await
+        .map_err(|(failure, attempts)| {
+            let timeout = self.settings().timeout;
+            UploadError::at(
+                UPLOAD,
+                failure.into_error(UPLOAD, shown.clone(), channel, timeout, attempts),
+            )
+        })?;
         let files = json!([{"id": id, "title": file.title}]).to_string();
         let args = [
             ("files", files),

@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{Spool, SpoolError, Spooled};
+use crate::chart::ChartInput;
 use crate::dump::DumpInfo;
 use crate::notify::SlackThread;
 
@@ -18,7 +19,8 @@ use crate::notify::SlackThread;
 /// - 3: `spooled_alert_sent`, so the "spooled locally" alert is sent once per
 ///   dump across monitor restarts;
 /// - 4: `slack_thread`, where that alert was posted, so the dump's follow-up
-///   (stored after all) replies in its thread, across restarts too.
+///   (stored after all) replies in its thread, across restarts too; `chart`,
+///   the window at the detection, for the alert's chart.
 pub const RECORD_VERSION: u32 = 4;
 
 /// What is stored beside each dump.
@@ -37,6 +39,9 @@ pub struct SpoolRecord {
     /// Where the "spooled locally" alert was posted, once Slack answered.
     #[serde(default)]
     pub slack_thread: Option<SlackThread>,
+    /// What the alert's chart shows (spike, slow-leak and near-OOM dumps).
+    #[serde(default)]
+    pub chart: Option<ChartInput>,
 }
 
 impl SpoolRecord {
@@ -48,6 +53,7 @@ impl SpoolRecord {
             baseline_key,
             spooled_alert_sent: false,
             slack_thread: None,
+            chart: None,
         }
     }
 }

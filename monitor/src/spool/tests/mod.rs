@@ -80,6 +80,7 @@ fn a_record_spooled_by_an_earlier_version_is_still_read() {
     assert_eq!(record.info.mode, None);
     assert!(!record.spooled_alert_sent);
     assert_eq!(record.slack_thread, None);
+    assert_eq!(record.chart, None);
     assert_eq!(record.info.key, "it/pod-a-2025-11-29-10-11-12-spike.pprof");
     assert_eq!(record.info.stats.current, 300 << 20);
     assert_eq!(
@@ -227,6 +228,27 @@ fn the_spooled_alert_is_remembered_across_restarts() {
     let (pending, _) = reopened.pending().unwrap();
     assert!(pending[0].record.spooled_alert_sent);
     assert_eq!(pending[0].record.version, RECORD_VERSION);
+}
+
+#[test]
+fn a_record_keeps_the_chart_of_its_detection() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_in(dir.path(), limits(10, 1 << 20));
+    let mut r = record("a", Reason::SlowLeak, 1);
+    r.chart = Some(crate::chart::ChartInput {
+        reason: Reason::SlowLeak,
+        samples: vec![crate::chart::Point(-1.5, 7), crate::chart::Point(0.0, 9)],
+        detection: 9,
+        p50: Some(8),
+        spike_multiplier: 3.0,
+        spike_limit: None,
+        leak_threshold: 1,
+        leak_limit: Some(8),
+        memory_limit: None,
+    });
+    spool.put(r.clone(), b"1").unwrap();
+    let (pending, _) = spool_in(dir.path(), limits(10, 1 << 20)).pending().unwrap();
+    assert_eq!(pending[0].record.chart, r.chart);
 }
 
 #[test]
