@@ -14,7 +14,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::detector::Detector;
-use crate::dump::{MemoryStats, Reason};
+use crate::dump::{DumpInfo, MemoryStats, Reason};
 
 mod draw;
 mod scale;
@@ -91,6 +91,18 @@ impl ChartInput {
             memory_limit: stats.memory_limit,
         }
     }
+}
+
+/// The chart's title for a dump: `RssAnon of validator on pod-0 before the
+/// slow-leak dump of 2026-11-30 07:10:00 UTC`.
+pub fn title(info: &DumpInfo) -> String {
+    format!(
+        "RssAnon of {} on {} before the {} dump of {}",
+        info.binary,
+        info.pod,
+        info.reason,
+        info.captured_at.format("%Y-%m-%d %H:%M:%S UTC")
+    )
 }
 
 /// Why no chart was drawn. The alert goes out without it.

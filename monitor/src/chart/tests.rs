@@ -194,3 +194,11 @@ fn the_input_is_taken_from_the_detector_with_times_relative_to_the_detection() {
     assert!(json.contains("[-40.0,104857600]"), "{json}");
     assert_eq!(serde_json::from_str::<ChartInput>(&json).unwrap(), input);
 }
+
+#[test]
+fn the_title_names_binary_pod_rule_and_time() {
+    let info = crate::dump::DumpInfo::example(Reason::SlowLeak);
+    let t = title(&info);
+    assert!(t.contains(&info.binary) && t.contains(&info.pod), "{t}");
+    assert!(t.contains("slow-leak") && t.ends_with(" UTC"), "{t}");
+}
