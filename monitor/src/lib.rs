@@ -17,7 +17,8 @@
 //! 6. **store**: the [`uploader`] puts spooled dumps into S3 through [`store`],
 //!    retrying with [`backoff`];
 //! 7. **notify**: the uploader tells Slack through [`notify`] (what grew,
-//!    from [`growth`], and how fast); when the
+//!    from [`growth`], and how fast), with a [`chart`] of the window at the
+//!    detection in the alert's thread; when the
 //!    target dies, [`oom`] decides whether it was OOM-killed and [`app`]
 //!    reports it.
 //!
@@ -32,6 +33,7 @@ pub mod app;
 pub mod backoff;
 pub mod capture;
 pub mod cgroup;
+pub mod chart;
 pub mod config;
 pub mod detector;
 pub mod discovery;

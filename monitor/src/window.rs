@@ -1,15 +1,18 @@
 //! The sliding window of RssAnon samples and its nearest-rank percentiles.
 //!
-//! Pure logic: no I/O, no clock.
+//! Pure logic: no I/O, no clock (each sample comes with the time it was
+//! taken, for the alert's chart).
 
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
+use std::time::Instant;
 
-/// The last `capacity` samples, one per tick, oldest first.
+/// The last `capacity` samples, one per tick, oldest first, each with the
+/// time it was taken.
 #[derive(Debug, Clone)]
 pub struct Window {
     capacity: NonZeroUsize,
-    samples: VecDeque<u64>,
+    samples: VecDeque<(Instant, u64)>,
 }
 
 impl Window {
@@ -21,12 +24,17 @@ impl Window {
         }
     }
 
-    /// Adds a sample, dropping the oldest when the window is full.
-    pub fn push(&mut self, sample: u64) {
+    /// Adds a sample taken `at`, dropping the oldest when the window is full.
+    pub fn push(&mut self, at: Instant, sample: u64) {
         if self.samples.len() == self.capacity.get() {
             self.samples.pop_front();
         }
-        self.samples.push_back(sample);
+        self.samples.push_back((at, sample));
+    }
+
+    /// The samples held, oldest first, with the time each was taken.
+    pub fn samples(&self) -> impl ExactSizeIterator<Item = (Instant, u64)> + '_ {
+        self.samples.iter().copied()
     }
 
     /// Number of samples held.
@@ -57,7 +65,7 @@ impl Window {
     /// The `p`-th percentile by nearest rank over the samples held, or None when
     /// the window is empty. See [`nearest_rank`].
     pub fn percentile(&self, p: u32) -> Option<u64> {
-        let mut sorted: Vec<u64> = self.samples.iter().copied().collect();
+        let mut sorted: Vec<u64> = self.samples.iter().map(|&(_, s)| s).collect();
         sorted.sort_unstable();
         nearest_rank(&sorted, p)
     }
@@ -83,8 +91,9 @@ mod tests {
 
     fn window(cap: usize, samples: &[u64]) -> Window {
         let mut w = Window::new(NonZeroUsize::new(cap).unwrap());
-        for &s in samples {
-            w.push(s);
+        let start = Instant::now();
+        for (i, &s) in samples.iter().enumerate() {
+            w.push(start + std::time::Duration::from_secs(i as u64), s);
         }
         w
     }
@@ -119,9 +128,13 @@ mod tests {
     fn window_slides_and_clears() {
         let mut w = window(3, &[1, 2, 3]);
         assert!(w.is_full());
-        w.push(10);
+        let at = Instant::now() + std::time::Duration::from_secs(10);
+        w.push(at, 10);
         assert_eq!(w.len(), 3);
         assert_eq!(w.percentile(0), Some(2), "oldest sample dropped");
+        let kept: Vec<u64> = w.samples().map(|(_, s)| s).collect();
+        assert_eq!(kept, [2, 3, 10], "oldest first");
+        assert_eq!(w.samples().last(), Some((at, 10)), "with its time");
         assert_eq!(w.percentile(100), Some(10));
         w.clear();
         assert!(w.is_empty());

@@ -75,6 +75,9 @@ pub struct Args {
     /// Timeout of one Slack request.
     #[arg(long, env = "SLACK_TIMEOUT", default_value = "10s")]
     pub slack_timeout: String,
+    /// Post a chart of the memory curve in the alert's thread (needs the Slack app's files:write scope; without it alerts go out without the chart).
+    #[arg(long, env = "SLACK_CHART", default_value = "true")]
+    pub slack_chart: String,
     /// Directory (absolute path) holding the target's heap_dump_<BINARY_NAME>.sock; the socket's path must fit in 107 bytes.
     #[arg(long, env = "HEAP_DUMP_SOCKET_DIR", default_value = "/tmp")]
     pub heap_dump_socket_dir: String,

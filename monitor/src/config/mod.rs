@@ -150,6 +150,7 @@ impl Config {
         let environment = a.environment.filter(|v| !v.trim().is_empty());
         let network = a.network.filter(|v| !v.trim().is_empty());
         let slack_timeout = c.convert("SLACK_TIMEOUT", Some(&a.slack_timeout), non_zero_duration);
+        let slack_chart = c.convert("SLACK_CHART", Some(&a.slack_chart), boolean);
         if token.is_some() {
             if environment.is_none() {
                 c.problems.push("ENVIRONMENT: required when SLACK_API_TOKEN is set (prod, staging, shadow or other)".into());
@@ -273,6 +274,7 @@ impl Config {
                 network: network.unwrap_or_default(),
                 timeout: slack_timeout.ok_or_else(missing)?,
                 max_attempts: DEFAULT_MAX_ATTEMPTS,
+                chart: slack_chart.ok_or_else(missing)?,
             }),
             None => None,
         };
@@ -422,6 +424,7 @@ mod tests {
             ("NETWORK", "mainnet"),
             ("SLACK_API_URL", "http://127.0.0.1:9/api/"),
             ("SLACK_TIMEOUT", "500ms"),
+            ("SLACK_CHART", "false"),
             ("HEAP_DUMP_SOCKET_DIR", "/run/sock"),
             ("DUMP_CONNECT_TIMEOUT", "2"),
             ("DUMP_READ_TIMEOUT", "1m30s"),
@@ -448,6 +451,7 @@ mod tests {
         assert_eq!(slack.api_url, "http://127.0.0.1:9/api");
         assert_eq!(slack.timeout, Duration::from_millis(500));
         assert_eq!(slack.network, "mainnet");
+        assert!(!slack.chart);
         assert_eq!(c.capture.socket_dir, PathBuf::from("/run/sock"));
         assert_eq!(c.capture.connect_timeout, Duration::from_secs(2));
         assert_eq!(c.capture.read_timeout, Duration::from_secs(90));

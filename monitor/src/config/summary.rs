@@ -84,6 +84,7 @@ impl Config {
                 out.push(("slack channel", s.effective_channel().to_string()));
                 out.push(("SLACK_API_URL", redact_url(&s.api_url)));
                 out.push(("SLACK_TIMEOUT", human_duration(s.timeout)));
+                out.push(("SLACK_CHART", s.chart.to_string()));
             }
             None => out.push(("SLACK_API_TOKEN", "unset: Slack alerts off".into())),
         }

@@ -130,6 +130,11 @@ impl Detector {
         &self.window
     }
 
+    /// The rules' tuning.
+    pub fn settings(&self) -> &DetectorSettings {
+        &self.settings
+    }
+
     /// The baseline P50, once the window has filled.
     pub fn baseline_p50(&self) -> Option<u64> {
         self.baseline_p50
@@ -264,7 +269,7 @@ impl Detector {
     ) -> Assessment {
         let was_full = self.window.is_full();
         let p95_before = self.window.percentile(95);
-        self.window.push(current);
+        self.window.push(now, current);
 
         let mut assessment = Assessment::default();
         if self.window.is_full() && self.baseline_p50.is_none() {

@@ -1,15 +1,18 @@
-//! The HTTP side of alerts: [`SlackNotifier`] posts a rendered message with
-//! `chat.postMessage`, decides which failures another attempt may fix, and
-//! keeps the token out of every error it returns.
+//! The HTTP side of Slack: [`SlackNotifier`] posts a rendered message with
+//! `chat.postMessage` (and, in `upload`, files into its thread), retries
+//! what another attempt may fix, and keeps the token out of every error it
+//! returns.
 
 use std::fmt;
+use std::future::Future;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::error::{Failure, NotifyError};
 use super::message::{Alert, render, truncate};
 use super::settings::{SlackSettings, redact_url};
 use crate::backoff::Backoff;
@@ -23,147 +26,44 @@ const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(4);
 /// How much of an unexpected response body goes into an error.
 const BODY_SNIPPET: usize = 200;
+/// The method alerts are posted with.
+const POST_MESSAGE: &str = "chat.postMessage";
 
-/// Why an alert did not reach Slack. None of these carries the token.
-#[derive(Debug, thiserror::Error)]
-pub enum NotifyError {
-    /// The token is empty; the caller should hold no notifier instead.
-    #[error("the Slack bot token is empty (with no token, hold no notifier)")]
-    EmptyToken,
-    /// The token cannot be sent in an HTTP header.
-    #[error(
-        "the Slack bot token is not a valid HTTP header value (control characters or non-ASCII)"
-    )]
-    BadToken,
-    /// The API base URL does not parse or is not http(s).
-    #[error("Slack API URL {url:?} is not usable: {reason}")]
-    BadApiUrl {
-        /// The configured URL.
-        url: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// reqwest could not build its client (TLS set-up).
-    #[error("could not build the HTTP client for Slack")]
-    Client(#[source] reqwest::Error),
-    /// Slack answered `ok: false` with an error code that a retry will not fix.
-    #[error("Slack refused chat.postMessage to #{channel}: {code} (after {attempts} attempt(s))")]
-    Rejected {
-        /// Channel posted to.
-        channel: String,
-        /// Slack's `error` code, e.g. `channel_not_found`, `invalid_auth`.
-        code: String,
-        /// Attempts made.
-        attempts: u32,
-    },
-    /// Slack kept answering 429 (or `ratelimited`), or asked for a longer wait than we allow.
-    #[error(
-        "Slack rate-limited chat.postMessage at {url} (Retry-After: {}) after {attempts} attempt(s)",
-        retry_after.map_or_else(|| "none".to_string(), |d| format!("{}s", d.as_secs()))
-    )]
-    RateLimited {
-        /// Endpoint URL.
-        url: String,
-        /// The last `Retry-After` Slack sent.
-        retry_after: Option<Duration>,
-        /// Attempts made.
-        attempts: u32,
-    },
-    /// An HTTP error status other than 429.
-    #[error(
-        "Slack answered HTTP {status} to chat.postMessage at {url} after {attempts} attempt(s): {body:?}"
-    )]
-    Status {
-        /// The HTTP status.
-        status: u16,
-        /// Endpoint URL.
-        url: String,
-        /// Start of the response body.
-        body: String,
-        /// Attempts made.
-        attempts: u32,
-    },
-    /// No answer within the configured timeout.
-    #[error(
-        "Slack did not answer chat.postMessage at {url} within {timeout:?} (after {attempts} attempt(s))"
-    )]
-    Timeout {
-        /// Endpoint URL.
-        url: String,
-        /// The per-attempt bound.
-        timeout: Duration,
-        /// Attempts made.
-        attempts: u32,
-    },
-    /// Could not connect, or the connection broke.
-    #[error("could not reach Slack at {url} (after {attempts} attempt(s))")]
-    Transport {
-        /// Endpoint URL.
-        url: String,
-        /// Attempts made.
-        attempts: u32,
-        /// The HTTP client's error (reqwest errors carry the URL, never headers).
-        #[source]
-        source: reqwest::Error,
-    },
-    /// A 2xx answer that is not Slack's `{"ok": …}` JSON (a proxy page, say).
-    #[error(
-        "Slack's HTTP {status} answer to chat.postMessage at {url} is not Slack JSON: {body:?}"
-    )]
-    BadResponse {
-        /// The HTTP status.
-        status: u16,
-        /// Endpoint URL.
-        url: String,
-        /// Start of the response body.
-        body: String,
-    },
+/// Where a posted message is: the channel's ID (as Slack answers it, not the
+/// name it was posted to) and the message's `ts`. Replies and files go into
+/// its thread; kept in the spool record so a follow-up after a restart does too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlackThread {
+    /// Channel ID, e.g. `C024BE91L`.
+    pub channel: String,
+    /// The message's timestamp, Slack's ID for it: `1700000000.000100`.
+    pub ts: String,
 }
 
 /// Posts alerts to Slack. `Debug` never shows the token.
 pub struct SlackNotifier {
     settings: SlackSettings,
-    endpoint: String,
-    /// The endpoint as errors and `Debug` show it: credentials in the URL redacted.
-    shown_endpoint: String,
-    client: reqwest::Client,
+    /// The Web API base URL, no trailing slash.
+    base: String,
+    /// The base as errors and `Debug` show it: credentials in the URL redacted.
+    shown_base: String,
+    pub(super) client: reqwest::Client,
 }
 
 impl fmt::Debug for SlackNotifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SlackNotifier")
             .field("settings", &self.settings)
-            .field("endpoint", &self.shown_endpoint)
+            .field("endpoint", &format!("{}/{POST_MESSAGE}", self.shown_base))
             .finish_non_exhaustive()
     }
 }
 
-/// What one attempt came to, before we know whether another follows.
-enum Failure {
-    RateLimited(Option<Duration>),
-    OkFalse(String),
-    Status { status: u16, body: String },
-    Timeout,
-    Transport(reqwest::Error),
-    BadResponse { status: u16, body: String },
-}
-
-impl Failure {
-    /// Whether another attempt may go differently.
-    fn retryable(&self) -> bool {
-        match self {
-            Failure::RateLimited(_) | Failure::Timeout | Failure::Transport(_) => true,
-            Failure::Status { status, .. } => *status >= 500,
-            Failure::OkFalse(_) | Failure::BadResponse { .. } => false,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct SlackReply {
-    ok: bool,
-    #[serde(default)]
-    error: Option<String>,
+/// A Web API call's arguments: a JSON body (`chat.postMessage`) or a form
+/// (the `files.*` methods, which take their arguments form-encoded).
+pub(super) enum Args<'a> {
+    Json(&'a Value),
+    Form(&'a [(&'a str, String)]),
 }
 
 impl SlackNotifier {
@@ -176,8 +76,8 @@ impl SlackNotifier {
         if reqwest::header::HeaderValue::from_str(&format!("Bearer {}", settings.token)).is_err() {
             return Err(NotifyError::BadToken);
         }
-        let base = settings.api_url.trim().trim_end_matches('/');
-        let parsed = reqwest::Url::parse(base).map_err(|e| NotifyError::BadApiUrl {
+        let base = settings.api_url.trim().trim_end_matches('/').to_string();
+        let parsed = reqwest::Url::parse(&base).map_err(|e| NotifyError::BadApiUrl {
             url: redact_url(&settings.api_url),
             reason: e.to_string(),
         })?;
@@ -187,7 +87,6 @@ impl SlackNotifier {
                 reason: format!("scheme {:?} is not http or https", parsed.scheme()),
             });
         }
-        let endpoint = format!("{base}/chat.postMessage");
         let client = reqwest::Client::builder()
             .timeout(settings.timeout)
             .user_agent(concat!("memory-monitor/", env!("CARGO_PKG_VERSION")))
@@ -195,8 +94,8 @@ impl SlackNotifier {
             .map_err(NotifyError::Client)?;
         Ok(SlackNotifier {
             settings,
-            shown_endpoint: redact_url(&endpoint),
-            endpoint,
+            shown_base: redact_url(&base),
+            base,
             client,
         })
     }
@@ -208,43 +107,122 @@ impl SlackNotifier {
 
     /// Posts the alert, retrying rate limits, 5xx, timeouts and connection
     /// errors up to `max_attempts` with backoff (or Slack's `Retry-After`, up
-    /// to 30 s). Baseline dumps are skipped: `Ok(())` without a request.
+    /// to 30 s). Returns where the message is, for replies and files in its
+    /// thread; `None` for baseline dumps, which are skipped without a request
+    /// (and, logged, should Slack's answer not say where it posted).
     ///
     /// Worst case it returns after `max_attempts` × (timeout + 30 s).
-    pub async fn send(&self, alert: &Alert<'_>) -> Result<(), NotifyError> {
+    pub async fn send(&self, alert: &Alert<'_>) -> Result<Option<SlackThread>, NotifyError> {
         let Some(body) = render(&self.settings, alert) else {
             tracing::debug!(dump = %alert.info.id, "baseline dumps do not alert; not posting to Slack");
-            return Ok(());
+            return Ok(None);
         };
-        self.post(&body, &alert.info.id).await
+        self.post_message(&body, &alert.info.id).await
+    }
+
+    /// Posts the alert as a reply in `thread` (a follow-up of an earlier
+    /// alert about the same dump), with [`Self::send`]'s retries.
+    pub async fn reply(
+        &self,
+        alert: &Alert<'_>,
+        thread: &SlackThread,
+    ) -> Result<Option<SlackThread>, NotifyError> {
+        let Some(mut body) = render(&self.settings, alert) else {
+            return Ok(None);
+        };
+        body["channel"] = Value::from(thread.channel.as_str());
+        body["thread_ts"] = Value::from(thread.ts.as_str());
+        self.post_message(&body, &alert.info.id).await
     }
 
     /// Posts the OOM-kill alert ([`super::kill::render_kill`]), with the same
     /// retries as [`Self::send`].
     pub async fn send_kill(&self, kill: &super::KillAlert<'_>) -> Result<(), NotifyError> {
         let body = super::kill::render_kill(&self.settings, kill);
-        self.post(&body, &format!("oom-kill-{}", kill.report.pid))
+        self.post_message(&body, &format!("oom-kill-{}", kill.report.pid))
             .await
+            .map(|_| ())
     }
 
-    /// Posts one message body, retrying as [`Self::send`] says; `about`
-    /// names it in the logs.
-    async fn post(&self, body: &Value, about: &str) -> Result<(), NotifyError> {
+    /// `chat.postMessage` with `body`; `about` names it in the logs.
+    async fn post_message(
+        &self,
+        body: &Value,
+        about: &str,
+    ) -> Result<Option<SlackThread>, NotifyError> {
+        let channel = body["channel"].as_str().unwrap_or_default().to_string();
+        let (reply, attempts) = self
+            .call(POST_MESSAGE, Args::Json(body), &channel, about)
+            .await?;
+        tracing::info!(
+            dump = %about,
+            channel = %channel,
+            attempts,
+            "alert posted to Slack"
+        );
+        let field = |name: &str| reply[name].as_str().map(str::to_string);
+        match (field("channel"), field("ts")) {
+            (Some(channel), Some(ts)) => Ok(Some(SlackThread { channel, ts })),
+            _ => {
+                tracing::warn!(
+                    dump = %about,
+                    "Slack's answer to chat.postMessage does not say where it posted \
+                     (no channel or ts): no chart or follow-up can go into its thread"
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// Calls a Web API `method` with retries as [`Self::send`] says; returns
+    /// Slack's `ok: true` answer and the attempts made. `channel` names the
+    /// target in a refusal, `about` the dump in the logs.
+    pub(super) async fn call(
+        &self,
+        method: &str,
+        args: Args<'_>,
+        channel: &str,
+        about: &str,
+    ) -> Result<(Value, u32), NotifyError> {
+        let url = format!("{}/{method}", self.base);
+        let shown = self.shown_url(method);
+        self.retrying((method, &shown, channel), about, || {
+            self.call_once(&url, &args)
+        })
+        .await
+        .map_err(|(failure, attempts)| {
+            failure.into_error(
+                method,
+                shown.clone(),
+                channel,
+                self.settings.timeout,
+                attempts,
+            )
+        })
+    }
+
+    /// The one retry loop: `once` up to `max_attempts` times while its
+    /// failure is retryable, waiting the backoff or Slack's `Retry-After`.
+    /// Returns the value and the attempts made, or the last failure and
+    /// the attempts made. `call` is the (method, URL as shown, channel)
+    /// that each retry's log line names.
+    pub(super) async fn retrying<T, F, Fut>(
+        &self,
+        call: (&str, &str, &str),
+        about: &str,
+        mut once: F,
+    ) -> Result<(T, u32), (Failure, u32)>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
         let max_attempts = self.settings.max_attempts.max(1);
         let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX).jittered();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let failure = match self.post_once(body).await {
-                Ok(()) => {
-                    tracing::info!(
-                        dump = %about,
-                        channel = self.settings.effective_channel(),
-                        attempts = attempt,
-                        "alert posted to Slack"
-                    );
-                    return Ok(());
-                }
+            let failure = match once().await {
+                Ok(value) => return Ok((value, attempt)),
                 Err(failure) => failure,
             };
             let next = (attempt < max_attempts).then(|| backoff.failed());
@@ -254,30 +232,30 @@ impl SlackNotifier {
                 (Failure::RateLimited(Some(asked)), Some(_)) => Some(*asked),
                 (_, next) => next,
             };
-            let error = self.error_for(failure, attempt);
             let Some(delay) = delay else {
-                return Err(error);
+                return Err((failure, attempt));
             };
+            let (method, url, channel) = call;
+            let error =
+                failure.into_error(method, url.into(), channel, self.settings.timeout, attempt);
             tracing::warn!(
                 dump = %about,
                 error = %error,
                 retry_in = ?delay,
-                "Slack alert failed; retrying"
+                "Slack call failed; retrying"
             );
             tokio::time::sleep(delay).await;
         }
     }
 
-    /// One `chat.postMessage` request.
-    async fn post_once(&self, body: &Value) -> Result<(), Failure> {
-        let response = self
-            .client
-            .post(&self.endpoint)
-            .bearer_auth(&self.settings.token)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| self.classify(e))?;
+    /// One Web API request.
+    async fn call_once(&self, url: &str, args: &Args<'_>) -> Result<Value, Failure> {
+        let request = self.client.post(url).bearer_auth(&self.settings.token);
+        let request = match args {
+            Args::Json(body) => request.json(body),
+            Args::Form(fields) => request.form(fields),
+        };
+        let response = request.send().await.map_err(|e| self.classify(e))?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
         let bytes = response.bytes().await.map_err(|e| self.classify(e))?;
@@ -290,22 +268,28 @@ impl SlackNotifier {
                 body: self.snippet(&bytes),
             });
         }
-        let reply: SlackReply =
-            serde_json::from_slice(&bytes).map_err(|_| Failure::BadResponse {
-                status: status.as_u16(),
-                body: self.snippet(&bytes),
-            })?;
-        if reply.ok {
-            return Ok(());
+        let bad = || Failure::BadResponse {
+            status: status.as_u16(),
+            body: self.snippet(&bytes),
+        };
+        let reply: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+        let parsed: SlackReply = serde_json::from_value(reply.clone()).map_err(|_| bad())?;
+        if parsed.ok {
+            return Ok(reply);
         }
-        let code = reply.error.unwrap_or_else(|| "unknown_error".to_string());
+        let code = parsed.error.unwrap_or_else(|| "unknown_error".to_string());
         if code == "ratelimited" {
             return Err(Failure::RateLimited(retry_after));
         }
         Err(Failure::OkFalse(code))
     }
 
-    fn classify(&self, error: reqwest::Error) -> Failure {
+    /// `method`'s URL as errors show it.
+    pub(super) fn shown_url(&self, method: &str) -> String {
+        format!("{}/{method}", self.shown_base)
+    }
+
+    pub(super) fn classify(&self, error: reqwest::Error) -> Failure {
         if error.is_timeout() {
             Failure::Timeout
         } else {
@@ -317,43 +301,17 @@ impl SlackNotifier {
     /// The start of an unexpected body (Slack or a proxy may echo the
     /// request back) for an error, the token redacted
     /// first: cut first, a token across the cut would leave its prefix.
-    fn snippet(&self, bytes: &[u8]) -> String {
+    pub(super) fn snippet(&self, bytes: &[u8]) -> String {
         let text = String::from_utf8_lossy(bytes).replace(&self.settings.token, "[redacted]");
         truncate(&text, BODY_SNIPPET)
     }
+}
 
-    fn error_for(&self, failure: Failure, attempts: u32) -> NotifyError {
-        let url = self.shown_endpoint.clone();
-        match failure {
-            Failure::RateLimited(retry_after) => NotifyError::RateLimited {
-                url,
-                retry_after,
-                attempts,
-            },
-            Failure::OkFalse(code) => NotifyError::Rejected {
-                channel: self.settings.effective_channel().to_string(),
-                code,
-                attempts,
-            },
-            Failure::Status { status, body } => NotifyError::Status {
-                status,
-                url,
-                body,
-                attempts,
-            },
-            Failure::Timeout => NotifyError::Timeout {
-                url,
-                timeout: self.settings.timeout,
-                attempts,
-            },
-            Failure::Transport(source) => NotifyError::Transport {
-                url,
-                attempts,
-                source,
-            },
-            Failure::BadResponse { status, body } => NotifyError::BadResponse { status, url, body },
-        }
-    }
+#[derive(Deserialize)]
+struct SlackReply {
+    ok: bool,
+    #[serde(default)]
+    error: Option<String>,
 }
 
 /// `Retry-After` in seconds; the HTTP-date form is ignored (Slack sends seconds).

@@ -1,5 +1,6 @@
 //! Tells Slack about a spike, slow-leak or near-OOM dump, and about an OOM
-//! kill of the target, with `chat.postMessage`.
+//! kill of the target, with `chat.postMessage`; the alert's chart and
+//! follow-ups go into its thread.
 //!
 //! [`render`] turns a dump into the message (pure, so it is unit-tested);
 //! [`SlackNotifier::send`] posts it, retrying what a retry can fix (429, 5xx,
@@ -17,19 +18,27 @@
 //! - `growth`: [`GrowthSection`] and [`growth_blocks`], the alert's answer
 //!   section (what grew, the jemalloc verdict, the pace), pure text work;
 //! - `kill`: [`KillAlert`] and [`render_kill`], the OOM-kill message;
-//! - `client`: [`SlackNotifier`], the HTTP side, and [`NotifyError`].
+//! - `error`: [`NotifyError`], what a call to Slack can come to;
+//! - `client`: [`SlackNotifier`], the HTTP side and its retries, and
+//!   [`SlackThread`], where a posted message is;
+//! - `upload`: files (the chart) into an alert's thread, with Slack's
+//!   external upload flow ([`Attachment`], [`UploadError`]).
 
 mod client;
+mod error;
 mod growth;
 mod kill;
 mod message;
 mod settings;
+mod upload;
 
 pub use crate::units::human_bytes;
-pub use client::{NotifyError, SlackNotifier};
+pub use client::{SlackNotifier, SlackThread};
+pub use error::NotifyError;
 pub use growth::{GrowthSection, MAX_BLOCKS as GROWTH_MAX_BLOCKS, growth_blocks, growth_text};
 pub use kill::{KillAlert, KillNotifier, render_kill};
 pub use message::{Alert, Location, render};
 pub use settings::{
     DEFAULT_API_URL, DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT, SlackSettings, channel_for, redact_url,
 };
+pub use upload::{Attachment, UploadError};

@@ -32,6 +32,9 @@ pub struct SlackSettings {
     pub timeout: Duration,
     /// Attempts per alert, the first included; 0 is treated as 1.
     pub max_attempts: u32,
+    /// SLACK_CHART: post the chart of the memory curve in the alert's
+    /// thread (needs the `files:write` scope).
+    pub chart: bool,
 }
 
 impl SlackSettings {
@@ -49,6 +52,7 @@ impl SlackSettings {
             network: network.into(),
             timeout: DEFAULT_TIMEOUT,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            chart: true,
         }
     }
 
@@ -73,6 +77,7 @@ impl fmt::Debug for SlackSettings {
             .field("network", &self.network)
             .field("timeout", &self.timeout)
             .field("max_attempts", &self.max_attempts)
+            .field("chart", &self.chart)
             .finish()
     }
 }

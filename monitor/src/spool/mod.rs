@@ -15,8 +15,8 @@ use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use thiserror::Error;
 
@@ -141,6 +141,9 @@ pub struct Spool {
     path_prefix: String,
     /// The largest dump spooled so far, to predict the next one's size.
     largest: Arc<AtomicU64>,
+    /// Held while a record is rewritten or a dump removed, so a rewrite
+    /// from the alert's task never brings back a removed record.
+    records: Arc<Mutex<()>>,
 }
 
 impl Spool {
@@ -177,6 +180,7 @@ impl Spool {
             dump_max: limits.max_bytes,
             path_prefix: String::new(),
             largest: Arc::default(),
+            records: Arc::default(),
         })
     }
 
@@ -264,14 +268,6 @@ impl Spool {
         })
     }
 
-    /// Notes in the dump's record that its "spooled locally" alert was sent.
-    pub fn mark_alerted(&self, dump: &Spooled) -> Result<(), SpoolError> {
-        let mut record = dump.record.clone();
-        record.spooled_alert_sent = true;
-        self.write_record(&record)?;
-        self.sync_dir()
-    }
-
     /// Writes `record` through a temporary file and a rename.
     fn write_record(&self, record: &SpoolRecord) -> Result<(), SpoolError> {
         let id = &record.info.id;
@@ -342,9 +338,15 @@ impl Spool {
     /// Removes a dump once it is stored (record first, so a crash in between
     /// leaves no record pointing at nothing).
     pub fn remove(&self, dump: &Spooled) -> Result<(), SpoolError> {
+        let _records = self.lock_records();
         let record = self.record_path(&dump.record.info.id);
         remove_if_present(&record)?;
         remove_if_present(&dump.path)
+    }
+
+    fn lock_records(&self) -> MutexGuard<'_, ()> {
+        // The guarded state is on disk: a panic elsewhere leaves nothing half-done here.
+        self.records.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn record_path(&self, id: &str) -> PathBuf {

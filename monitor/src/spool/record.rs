@@ -7,16 +7,21 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::SpoolError;
+use super::{Spool, SpoolError, Spooled};
+use crate::chart::ChartInput;
 use crate::dump::DumpInfo;
+use crate::notify::SlackThread;
 
 /// The record format this version writes.
 ///
 /// - 1: no `version` field, no `info.mode`;
 /// - 2: `version` and `info.mode`;
 /// - 3: `spooled_alert_sent`, so the "spooled locally" alert is sent once per
-///   dump across monitor restarts.
-pub const RECORD_VERSION: u32 = 3;
+///   dump across monitor restarts;
+/// - 4: `slack_thread`, where that alert was posted, so the dump's follow-up
+///   (stored after all) replies in its thread, across restarts too; `chart`,
+///   the window at the detection, for the alert's chart.
+pub const RECORD_VERSION: u32 = 4;
 
 /// What is stored beside each dump.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +36,12 @@ pub struct SpoolRecord {
     /// The "still not stored, kept in the spool" alert went out for this dump.
     #[serde(default)]
     pub spooled_alert_sent: bool,
+    /// Where the "spooled locally" alert was posted, once Slack answered.
+    #[serde(default)]
+    pub slack_thread: Option<SlackThread>,
+    /// What the alert's chart shows (spike, slow-leak and near-OOM dumps).
+    #[serde(default)]
+    pub chart: Option<ChartInput>,
 }
 
 impl SpoolRecord {
@@ -41,7 +52,47 @@ impl SpoolRecord {
             info,
             baseline_key,
             spooled_alert_sent: false,
+            slack_thread: None,
+            chart: None,
         }
+    }
+}
+
+impl Spool {
+    /// Notes in the dump's record that its "spooled locally" alert was sent.
+    pub fn mark_alerted(&self, dump: &Spooled) -> Result<(), SpoolError> {
+        self.update_record(dump, |r| r.spooled_alert_sent = true)
+            .map(|_| ())
+    }
+
+    /// Notes where the dump's "spooled locally" alert was posted, so its
+    /// follow-up replies in that thread, after a restart too. Writes nothing
+    /// when the dump has left the spool meanwhile (stored): returns false.
+    pub fn note_thread(&self, dump: &Spooled, thread: SlackThread) -> Result<bool, SpoolError> {
+        self.update_record(dump, |r| {
+            r.spooled_alert_sent = true;
+            r.slack_thread = Some(thread);
+        })
+    }
+
+    /// Reads the record as it is on disk, changes it and writes it back,
+    /// under the lock [`Spool::remove`] takes: two updates never undo each
+    /// other and none brings back a removed record. False when it is gone.
+    fn update_record(
+        &self,
+        dump: &Spooled,
+        change: impl FnOnce(&mut SpoolRecord),
+    ) -> Result<bool, SpoolError> {
+        let _records = self.lock_records();
+        let mut record = match read_record(&self.record_path(&dump.record.info.id)) {
+            Ok(record) => record,
+            Err(e) if e.is_not_found() => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        change(&mut record);
+        self.write_record(&record)?;
+        self.sync_dir()?;
+        Ok(true)
     }
 }
 

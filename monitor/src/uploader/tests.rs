@@ -18,6 +18,8 @@ struct FlakyStore {
     failing: HashMap<String, bool>,
     /// A key whose put takes this long (the worker is busy meanwhile).
     slow: Option<(String, Duration)>,
+    /// Failing keys fail only this many times (0: always).
+    fail_first: usize,
     attempts: Arc<Mutex<Vec<String>>>,
 }
 
@@ -44,7 +46,8 @@ impl ObjectStore for FlakyStore {
         if let Body::File(path) = body {
             std::fs::read(&path).expect("the spooled file is readable");
         }
-        match self.failing.get(key) {
+        let healed = self.fail_first > 0 && self.attempts_of(key) > self.fail_first;
+        match self.failing.get(key).filter(|_| !healed) {
             Some(&retryable) => Err(StoreError::Put {
                 bucket: "b".into(),
                 key: key.into(),
@@ -98,6 +101,14 @@ fn spool_with_two(dir: &std::path::Path) -> (Spool, String, String) {
 }
 
 fn start(store: FlakyStore, spool: Spool) -> (Uploader, watch::Sender<bool>) {
+    start_with(store, spool, None)
+}
+
+fn start_with(
+    store: FlakyStore,
+    spool: Spool,
+    notifier: Option<Arc<SlackNotifier>>,
+) -> (Uploader, watch::Sender<bool>) {
     let (stop, stopping) = watch::channel(false);
     let settings = UploaderSettings {
         initial_delay: Duration::from_millis(10),
@@ -105,7 +116,7 @@ fn start(store: FlakyStore, spool: Spool) -> (Uploader, watch::Sender<bool>) {
         alert_spooled_after: Duration::from_secs(3600),
     };
     let metrics = Arc::new(Metrics::new(Duration::from_secs(1)));
-    let uploader = Uploader::spawn(store, None, spool, settings, metrics, stopping);
+    let uploader = Uploader::spawn(store, notifier, spool, settings, metrics, stopping);
     (uploader, stop)
 }
 
@@ -187,6 +198,47 @@ async fn a_dump_replaced_by_a_symlink_is_never_followed() {
     std::os::unix::fs::symlink(&secret, &pending[1].path).unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(store.attempts_of(&b), 0, "the link was followed");
+    let _ = stop.send(true);
+    uploader.finish(Duration::from_secs(1)).await;
+}
+
+// Two workers: the stand-in's waits block the test's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stored_alert_after_a_spooled_one_replies_in_its_thread() {
+    let slack = testkit::slack::SlackStandIn::start();
+    let mut settings = crate::notify::SlackSettings::new("xoxb-t", "staging", "n");
+    settings.api_url = slack.url();
+    let notifier = Arc::new(SlackNotifier::new(settings).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, a, b) = spool_with_two(dir.path());
+    // `a` fails twice (long past ALERT_SPOOLED_AFTER: captured in 2023), then lands.
+    let store = FlakyStore {
+        failing: HashMap::from([(a.clone(), true)]),
+        fail_first: 2,
+        ..FlakyStore::default()
+    };
+    let (uploader, stop) = start_with(store.clone(), spool.clone(), Some(notifier));
+    let requests = slack.wait_for_requests(3, Duration::from_secs(10));
+    let spooled = requests
+        .iter()
+        .find(|r| r.raw.contains("spooled locally"))
+        .expect("a's spooled alert");
+    let stored = |key: &str| {
+        requests
+            .iter()
+            .find(|r| r.raw.contains(key) && !r.raw.contains("spooled locally"))
+            .unwrap_or_else(|| panic!("no stored alert for {key}"))
+    };
+    assert_eq!(
+        stored(&a).body["thread_ts"].as_str(),
+        Some(spooled.ts.as_str())
+    );
+    assert_eq!(stored(&a).body["channel"], spooled.channel_id.as_str());
+    assert_eq!(
+        stored(&b).body.get("thread_ts"),
+        None,
+        "b's only alert is a message"
+    );
     let _ = stop.send(true);
     uploader.finish(Duration::from_secs(1)).await;
 }

@@ -12,7 +12,7 @@ use super::{MemorySlot, PERMANENT_RETRY_DELAY, UploaderSettings};
 use crate::backoff::Backoff;
 use crate::dump::Reason;
 use crate::metrics::{FailedStage, Metrics};
-use crate::notify::{Alert, Location, SlackNotifier};
+use crate::notify::{Alert, Location, SlackNotifier, SlackThread};
 use crate::spool::{Spool, SpoolRecord, Spooled};
 use crate::store::{Body, ObjectStore, object_metadata, s3_uri};
 
@@ -65,17 +65,22 @@ pub(super) struct Job {
     alerted_spooled: bool,
     /// Why the last upload attempt failed.
     last_error: Option<String>,
+    /// Where the dump's first alert went, for follow-ups in its thread;
+    /// locked while that alert is being sent.
+    thread: Arc<tokio::sync::Mutex<Option<SlackThread>>>,
 }
 
 impl Job {
     pub(super) fn new(dump: Payload) -> Job {
         let alerted_spooled = dump.record().spooled_alert_sent;
+        let thread = dump.record().slack_thread.clone();
         Job {
             dump,
             attempts: 0,
             due: Instant::now(),
             alerted_spooled,
             last_error: None,
+            thread: Arc::new(tokio::sync::Mutex::new(thread)),
         }
     }
 }
@@ -239,6 +244,9 @@ impl<S: ObjectStore> Worker<S> {
     }
 
     /// Sends a Slack alert in the background so a slow Slack never holds uploads.
+    /// The "spooled locally" alert holds the job's thread until Slack answers
+    /// and notes where it went (in the spool record too); the dump's later
+    /// "stored" alert waits for that and replies in its thread.
     fn alert(&self, job: &Job, location: Location) {
         let Some(notifier) = self.notifier.clone() else {
             return;
@@ -247,19 +255,52 @@ impl<S: ObjectStore> Worker<S> {
             return;
         }
         let record = job.dump.record().clone();
+        let thread = job.thread.clone();
+        // Taken before the task starts, so a follow-up never overtakes it.
+        let first = matches!(location, Location::Spooled { .. })
+            .then(|| thread.clone().try_lock_owned().ok())
+            .flatten();
+        let remember = match &job.dump {
+            Payload::Spooled(s) => Some((self.spool.clone(), s.clone())),
+            Payload::Memory(..) => None,
+        };
         tokio::spawn(async move {
             let alert = Alert {
                 info: &record.info,
                 location,
                 latest_baseline_key: record.baseline_key.clone(),
             };
-            match notifier.send(&alert).await {
-                Ok(()) => info!(key = %record.info.key, "Slack alert sent"),
+            let sent = match first {
+                Some(mut held) => {
+                    let sent = notifier.send(&alert).await;
+                    if let Ok(Some(posted)) = &sent {
+                        *held = Some(posted.clone());
+                        note_thread(remember, posted.clone()).await;
+                    }
+                    sent
+                }
+                None => match thread.lock().await.clone() {
+                    Some(parent) => notifier.reply(&alert, &parent).await,
+                    None => notifier.send(&alert).await,
+                },
+            };
+            match sent {
+                Ok(_) => info!(key = %record.info.key, "Slack alert sent"),
                 Err(e) => {
                     error!(error = %e, key = %record.info.key, "Slack alert failed; the dump itself is safe")
                 }
             }
         });
+    }
+}
+
+/// Keeps where a spooled dump's first alert went in its spool record, so
+/// its follow-up replies in that thread after a restart too.
+async fn note_thread(spooled: Option<(Spool, Spooled)>, thread: SlackThread) {
+    let Some((spool, s)) = spooled else { return };
+    let noted = tokio::task::spawn_blocking(move || spool.note_thread(&s, thread)).await;
+    if let Ok(Err(e)) = noted {
+        warn!(error = %e, "cannot note the alert's thread in the spool record; after a restart its follow-up is a new message");
     }
 }
 

@@ -244,6 +244,21 @@ fn an_s3_outage_while_the_target_leaks_loses_no_dump() {
             "no 'spooled locally' alert for {d:?}"
         );
     }
+    // Where each went (channel ID and ts) is kept in the dump's spool
+    // record, so its follow-up replies in that thread after a restart.
+    wait_until(
+        "the alerts' threads noted in the spool records",
+        Duration::from_secs(10),
+        &monitor,
+        || {
+            spooled_records(&rig.spool_dir())
+                .iter()
+                .filter_map(|p| std::fs::read_to_string(p).ok())
+                .filter(|t| t.contains("\"slack_thread\": {"))
+                .count()
+                >= outage_alerts
+        },
+    );
 
     // The monitor restarts while S3 is still down: the dumps wait in the
     // spool, and their "spooled locally" alerts are not sent again.
@@ -285,6 +300,30 @@ fn an_s3_outage_while_the_target_leaks_loses_no_dump() {
             &monitor,
             || slack.requests().iter().any(|r| r.raw.contains(&link)),
         );
+    }
+    // The "stored" alert of a dump that had a "spooled locally" one is a
+    // reply in that alert's thread, not a new message.
+    let requests = slack.requests();
+    for d in during.iter().filter(|d| d.reason != "baseline") {
+        let pprof = format!("{}.pprof", d.id);
+        let link = format!("s3://dumps/{}", d.key);
+        let first = requests
+            .iter()
+            .find(|r| r.raw.contains("spooled locally") && r.raw.contains(&pprof))
+            .expect("its 'spooled locally' alert");
+        let follow_up = requests
+            .iter()
+            .find(|r| r.raw.contains(&link) && !r.raw.contains("spooled locally"))
+            .expect("its 'stored' alert");
+        assert_eq!(first.body.get("thread_ts"), None, "{}", first.raw);
+        assert_eq!(
+            follow_up.body["thread_ts"].as_str(),
+            Some(first.ts.as_str()),
+            "the stored alert of {} is not in its first alert's thread: {}",
+            d.key,
+            follow_up.raw
+        );
+        assert_eq!(follow_up.body["channel"], first.channel_id.as_str());
     }
     eprintln!(
         "outage: {} dump(s) captured while S3 was down, {} in all, all stored once",

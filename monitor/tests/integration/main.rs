@@ -12,6 +12,7 @@
 //! - [`store`]: `S3Store` against Garage;
 //! - [`tools`]: `memory-monitor diff`/`top` on stored dumps, files and `s3://`;
 //! - [`notify`]: the Slack client against the stand-in;
+//! - [`chart`]: the alert's chart drawn and shared into its thread (upload flow, `missing_scope`);
 //! - [`end_to_end`]: the monitor binary in procfs mode, detection to alert;
 //! - [`faults`]: outages, crashes and bad answers around a running monitor;
 //! - [`limits`]: the process limits the monitor sets itself;
@@ -33,6 +34,7 @@
 mod backoff;
 mod capture;
 mod cgroup;
+mod chart;
 mod discovery;
 #[cfg(feature = "ebpf")]
 mod ebpf;

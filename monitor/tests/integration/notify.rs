@@ -20,6 +20,7 @@ fn settings(slack: &SlackStandIn, environment: &str) -> SlackSettings {
         network: "mainnet".into(),
         timeout: Duration::from_secs(5),
         max_attempts: 3,
+        chart: true,
     }
 }
 
@@ -243,7 +244,7 @@ fn retry_cases() -> Vec<RetryCase> {
             requests: Some(1),
             outcome: Outcome::Failed {
                 is: |e| {
-                    matches!(e, NotifyError::Rejected { code, channel, attempts: 1 }
+                    matches!(e, NotifyError::Rejected { code, channel, attempts: 1, .. }
                         if code == "channel_not_found" && channel == "alerts-prod")
                 },
                 says: Some("channel_not_found"),
@@ -427,7 +428,7 @@ async fn run_retry_case(case: &RetryCase) {
         assert_eq!(requests.len(), n, "{name}: requests made");
     }
     match (&case.outcome, result) {
-        (Outcome::Delivered { min_gap }, Ok(())) => {
+        (Outcome::Delivered { min_gap }, Ok(_)) => {
             let gap = requests[1].at - requests[0].at;
             assert!(gap >= *min_gap, "{name}: retried after {gap:?}");
         }
@@ -443,7 +444,7 @@ async fn run_retry_case(case: &RetryCase) {
             assert_no_token(name, &err);
         }
         (Outcome::Delivered { .. }, Err(err)) => panic!("{name}: expected delivery, got {err:?}"),
-        (Outcome::Failed { .. }, Ok(())) => panic!("{name}: expected an error, it was delivered"),
+        (Outcome::Failed { .. }, Ok(_)) => panic!("{name}: expected an error, it was delivered"),
     }
 }
 

@@ -7,6 +7,7 @@ use chrono::{TimeZone, Utc};
 
 use super::*;
 use crate::dump::{DumpInfo, MemoryStats, Reason};
+use crate::notify::SlackThread;
 
 fn record(id: &str, reason: Reason, secs: i64) -> SpoolRecord {
     let at = Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap();
@@ -78,6 +79,8 @@ fn a_record_spooled_by_an_earlier_version_is_still_read() {
     assert_eq!(record.version, 1);
     assert_eq!(record.info.mode, None);
     assert!(!record.spooled_alert_sent);
+    assert_eq!(record.slack_thread, None);
+    assert_eq!(record.chart, None);
     assert_eq!(record.info.key, "it/pod-a-2025-11-29-10-11-12-spike.pprof");
     assert_eq!(record.info.stats.current, 300 << 20);
     assert_eq!(
@@ -225,6 +228,50 @@ fn the_spooled_alert_is_remembered_across_restarts() {
     let (pending, _) = reopened.pending().unwrap();
     assert!(pending[0].record.spooled_alert_sent);
     assert_eq!(pending[0].record.version, RECORD_VERSION);
+}
+
+#[test]
+fn a_record_keeps_the_chart_of_its_detection() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_in(dir.path(), limits(10, 1 << 20));
+    let mut r = record("a", Reason::SlowLeak, 1);
+    r.chart = Some(crate::chart::ChartInput {
+        reason: Reason::SlowLeak,
+        samples: vec![crate::chart::Point(-1.5, 7), crate::chart::Point(0.0, 9)],
+        detection: 9,
+        p50: Some(8),
+        spike_multiplier: 3.0,
+        spike_limit: None,
+        leak_threshold: 1,
+        leak_limit: Some(8),
+        memory_limit: None,
+    });
+    spool.put(r.clone(), b"1").unwrap();
+    let (pending, _) = spool_in(dir.path(), limits(10, 1 << 20)).pending().unwrap();
+    assert_eq!(pending[0].record.chart, r.chart);
+}
+
+#[test]
+fn the_alert_thread_is_kept_and_never_brings_back_a_removed_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_in(dir.path(), limits(10, 1 << 20));
+    let put = spool.put(record("a", Reason::Spike, 1), b"1").unwrap();
+    let thread = SlackThread {
+        channel: "C0ALERTS".into(),
+        ts: "1700000000.000001".into(),
+    };
+    assert!(spool.note_thread(&put.spooled, thread.clone()).unwrap());
+    // A later mark (from the worker's stale copy) keeps the thread.
+    spool.mark_alerted(&put.spooled).unwrap();
+    let (pending, _) = spool_in(dir.path(), limits(10, 1 << 20)).pending().unwrap();
+    assert_eq!(pending[0].record.slack_thread, Some(thread.clone()));
+    assert!(pending[0].record.spooled_alert_sent);
+    // Stored and removed before Slack answered: nothing is written back.
+    spool.remove(&put.spooled).unwrap();
+    assert!(!spool.note_thread(&put.spooled, thread).unwrap());
+    spool.mark_alerted(&put.spooled).unwrap();
+    let left = names_in(spool.dir());
+    assert!(left.iter().all(|n| !n.ends_with(".json")), "{left:?}");
 }
 
 #[test]

@@ -1,10 +1,16 @@
 //! A stand-in for Slack's Web API: a real HTTP server on 127.0.0.1 that
 //! records every request and answers as the test scripts it.
 //!
+//! `chat.postMessage` answers with a `ts` and the channel's ID, as Slack
+//! does. The external file upload flow (`files.getUploadURLExternal`, the
+//! upload URL, `files.completeUploadExternal`) is served by [`files`], kept
+//! apart: its requests are not in [`SlackStandIn::requests`] and do not take
+//! scripted answers, which [`SlackStandIn::set_files`] sets for them.
+//!
 //! It runs on its own tokio runtime in a background thread, so sync tests and
 //! `#[tokio::test]`s alike can use it. Dropping it stops the server.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -16,6 +22,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+
+mod files;
+
+pub use files::SharedFile;
 
 /// How the stand-in answers a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +62,10 @@ pub struct Recorded {
     pub raw: String,
     /// When the request arrived.
     pub at: Instant,
+    /// The `ts` answered (with [`Behaviour::Ok`]): the message's ID.
+    pub ts: String,
+    /// The channel ID answered (with [`Behaviour::Ok`]) for the `channel` asked.
+    pub channel_id: String,
 }
 
 #[derive(Default)]
@@ -61,12 +75,26 @@ struct Script {
     default: Option<Behaviour>,
     requests: Vec<Recorded>,
     ts: u64,
+    /// How files.* calls are answered (None: ok).
+    files_behaviour: Option<Behaviour>,
+    /// files.* calls and uploads, oldest first.
+    file_requests: Vec<Recorded>,
+    /// Uploaded bytes by file ID, waiting for completeUploadExternal.
+    uploads: HashMap<String, Vec<u8>>,
+    /// (file ID → filename, length) from getUploadURLExternal.
+    announced: HashMap<String, (String, usize)>,
+    /// The upload POST's Authorization header by file ID.
+    upload_auth: HashMap<String, Option<String>>,
+    /// File IDs handed out so far.
+    next_file: u64,
+    shared_files: Vec<SharedFile>,
 }
 
-#[derive(Default)]
 struct Shared {
     script: Mutex<Script>,
     arrived: Condvar,
+    /// Where the stand-in listens, for the upload URLs it hands out.
+    addr: SocketAddr,
 }
 
 impl Shared {
@@ -92,7 +120,11 @@ impl SlackStandIn {
             .set_nonblocking(true)
             .expect("non-blocking listener");
         let addr = listener.local_addr().expect("listener address");
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            script: Mutex::default(),
+            arrived: Condvar::new(),
+            addr,
+        });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = Router::new().fallback(answer).with_state(shared.clone());
         let thread = std::thread::Builder::new()
@@ -145,10 +177,46 @@ impl SlackStandIn {
     /// Waits until at least `n` requests arrived or `timeout` passed, and
     /// returns what arrived.
     pub fn wait_for_requests(&self, n: usize, timeout: Duration) -> Vec<Recorded> {
+        self.wait_until(timeout, |s| s.requests.len() >= n)
+            .requests
+            .clone()
+    }
+
+    /// Answers every later `files.*` call with `behaviour` (e.g.
+    /// `OkFalse("missing_scope")`, answered with `needed: files:write` as
+    /// Slack does). The upload URL itself always takes the bytes.
+    pub fn set_files(&self, behaviour: Behaviour) {
+        self.shared.lock().files_behaviour = Some(behaviour);
+    }
+
+    /// The `files.*` calls and uploads so far, oldest first (form bodies
+    /// parsed into a JSON object).
+    pub fn file_requests(&self) -> Vec<Recorded> {
+        self.shared.lock().file_requests.clone()
+    }
+
+    /// The files shared so far (completed uploads), oldest first.
+    pub fn files(&self) -> Vec<SharedFile> {
+        self.shared.lock().shared_files.clone()
+    }
+
+    /// Waits until at least `n` files were shared or `timeout` passed, and
+    /// returns them.
+    pub fn wait_for_files(&self, n: usize, timeout: Duration) -> Vec<SharedFile> {
+        self.wait_until(timeout, |s| s.shared_files.len() >= n)
+            .shared_files
+            .clone()
+    }
+
+    fn wait_until(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&Script) -> bool,
+    ) -> MutexGuard<'_, Script> {
         let timeout = crate::patience::stretch(timeout);
         let deadline = Instant::now() + timeout;
         let mut script = self.shared.lock();
-        while script.requests.len() < n {
+        while !done(&script) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -160,7 +228,7 @@ impl SlackStandIn {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-        script.requests.clone()
+        script
     }
 }
 
@@ -188,20 +256,28 @@ async fn answer(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
+    if files::serves(uri.path()) {
+        return files::answer(&shared, method, uri, headers, body).await;
+    }
     let raw = String::from_utf8_lossy(&body).into_owned();
-    let recorded = Recorded {
+    let parsed: Value = serde_json::from_str(&raw).unwrap_or(Value::Null);
+    let channel_id = channel_id(parsed["channel"].as_str().unwrap_or_default());
+    let mut recorded = Recorded {
         method: method.to_string(),
         path: uri.path().to_string(),
         authorization: text(header::AUTHORIZATION),
         content_type: text(header::CONTENT_TYPE),
-        body: serde_json::from_str(&raw).unwrap_or(Value::Null),
+        body: parsed,
         raw,
         at: Instant::now(),
+        ts: String::new(),
+        channel_id: channel_id.clone(),
     };
     let (behaviour, ts) = {
         let mut script = shared.lock();
-        script.requests.push(recorded);
         script.ts += 1;
+        recorded.ts = format!("1700000000.{:06}", script.ts);
+        script.requests.push(recorded);
         let behaviour = script
             .queue
             .pop_front()
@@ -212,9 +288,24 @@ async fn answer(
     shared.arrived.notify_all();
 
     match behaviour {
-        Behaviour::Ok => {
-            axum::Json(json!({"ok": true, "ts": format!("1700000000.{ts:06}")})).into_response()
-        }
+        Behaviour::Ok => axum::Json(json!({
+            "ok": true,
+            "ts": format!("1700000000.{ts:06}"),
+            "channel": channel_id,
+        }))
+        .into_response(),
+        other => scripted(other).await,
+    }
+}
+
+/// The answer for a scripted behaviour other than a success.
+async fn scripted(behaviour: Behaviour) -> Response {
+    match behaviour {
+        Behaviour::Ok => axum::Json(json!({"ok": true})).into_response(),
+        Behaviour::OkFalse(code) if code == "missing_scope" => axum::Json(json!({
+            "ok": false, "error": code, "needed": "files:write", "provided": "chat:write",
+        }))
+        .into_response(),
         Behaviour::OkFalse(code) => axum::Json(json!({"ok": false, "error": code})).into_response(),
         Behaviour::Status(code) => (
             StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -229,4 +320,24 @@ async fn answer(
             .into_response(),
         Behaviour::Hang => std::future::pending().await,
     }
+}
+
+/// The channel ID Slack would answer for a channel name: an ID stays as it
+/// is; a name becomes `C` and its letters and digits, upper-cased
+/// (`alerts-barn` → `CALERTSBARN`).
+pub fn channel_id(channel: &str) -> String {
+    let name = channel.trim_start_matches('#');
+    let is_id = name.starts_with('C')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+    if is_id {
+        return name.to_string();
+    }
+    let letters: String = name
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    format!("C{letters}")
 }
