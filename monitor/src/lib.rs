@@ -47,6 +47,7 @@ pub mod resample;
 pub mod sampler;
 pub mod spool;
 pub mod store;
+pub mod symbolize;
 pub mod target;
 pub mod units;
 pub mod uploader;

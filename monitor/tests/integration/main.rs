@@ -9,6 +9,7 @@
 //! - [`cgroup`]: the target's memory cgroup located, read, and watched (v2);
 //! - [`discovery`]: finding the target by name, renamed services, wrong names;
 //! - [`store`]: `S3Store` against Garage;
+//! - [`symbolize`]: unsymbolized dumps stored symbolized, and what happens when they cannot be;
 //! - [`notify`]: the Slack client against the stand-in;
 //! - [`end_to_end`]: the monitor binary in procfs mode, detection to alert;
 //! - [`faults`]: outages, crashes and bad answers around a running monitor;
@@ -45,6 +46,7 @@ mod notify;
 mod observability;
 mod oom;
 mod store;
+mod symbolize;
 
 /// Whether a test needing eBPF (root and the monitor's eBPF object) can run
 /// here; fails under CI when it cannot (see [`testkit::guard::can_run`]).

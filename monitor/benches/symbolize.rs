@@ -1,0 +1,190 @@
+//! Benchmark: what symbolizing in the monitor costs, and what it saves the
+//! service.
+//!
+//! 1. The demo target's RssAnon before and after its first dump, serving
+//!    unsymbolized profiles (the default) and symbolized ones (`--symbolized`,
+//!    what jemalloc_pprof's `symbolize` feature does inside the service).
+//! 2. The monitor's side, in this process with the monitor's own code:
+//!    opening the demo's binaries, then decoding, symbolizing and re-encoding
+//!    its dump; time and peak extra memory (VmHWM over VmRSS before, the
+//!    peak reset through /proc/self/clear_refs; it includes the pages of the
+//!    binary mapped from disk while they are read).
+//! 3. The same for a large binary: `garage` (tens of MB of code), with a
+//!    synthetic profile of `SYMBOLIZE_BENCH_ADDRS` (default 2000) addresses
+//!    spread over its executable segment.
+//!
+//! `cargo bench -p monitor --bench symbolize`. Figures only: nothing here
+//! asserts on timing.
+
+use std::time::{Duration, Instant};
+
+use monitor::procfs::ProcFs;
+use monitor::profile::encode_gz;
+use monitor::profile::pprof::{Location, Mapping, Profile, Sample, ValueType};
+use monitor::symbolize::{Binaries, Binary, SymbolizeSettings, process};
+use testkit::demo::{DemoOptions, DemoTarget};
+
+/// A field of /proc/<pid>/status, in bytes.
+fn status_bytes(pid: &str, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / 1048576.0
+}
+
+/// The demo's RssAnon before and after its first dump (it takes no
+/// warm-up dump), with `extra` arguments.
+fn first_dump_growth(extra: &[&str]) -> (u64, u64, usize) {
+    let mut args = vec!["--no-warm-up".to_string()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let demo = DemoTarget::spawn(DemoOptions {
+        base_mib: 32,
+        extra_args: args,
+        ..DemoOptions::default()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let before = demo.rss_anon().unwrap_or(0);
+    let dump = demo.command_bytes("dump").unwrap_or_default();
+    std::thread::sleep(Duration::from_millis(500));
+    let after = demo.rss_anon().unwrap_or(0);
+    (before, after, dump.len())
+}
+
+/// Runs `f` and returns its result, the time it took and the peak RSS above
+/// the RSS before it.
+fn measured<T>(f: impl FnOnce() -> T) -> (T, Duration, u64) {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let before = status_bytes("self", "VmRSS:");
+    let started = Instant::now();
+    let out = f();
+    let took = started.elapsed();
+    let peak = status_bytes("self", "VmHWM:");
+    (out, took, peak.saturating_sub(before))
+}
+
+/// (virtual address, size) of the first executable PT_LOAD of an ELF64 file.
+fn text_segment(elf: &[u8]) -> Option<(u64, u64)> {
+    let u16_at = |o: usize| Some(u16::from_le_bytes(elf.get(o..o + 2)?.try_into().ok()?));
+    let u32_at = |o: usize| Some(u32::from_le_bytes(elf.get(o..o + 4)?.try_into().ok()?));
+    let u64_at = |o: usize| Some(u64::from_le_bytes(elf.get(o..o + 8)?.try_into().ok()?));
+    let (phoff, phentsize, phnum) = (u64_at(0x20)? as usize, u16_at(0x36)?, u16_at(0x38)?);
+    (0..phnum as usize).find_map(|i| {
+        let ph = phoff + i * phentsize as usize;
+        // PT_LOAD with PF_X.
+        (u32_at(ph)? == 1 && u32_at(ph + 4)? & 1 == 1)
+            .then(|| Some((u64_at(ph + 0x10)?, u64_at(ph + 0x28)?)))?
+    })
+}
+
+/// A jemalloc_pprof-style profile (ELF virtual addresses, one mapping over
+/// the whole space) of `n` one-frame samples spread over `text`.
+fn synthetic_profile(build_id: &str, path: &str, text: (u64, u64), n: u64) -> Profile {
+    let mut p = Profile::default();
+    let (bytes, space) = (p.intern("bytes"), p.intern("inuse_space"));
+    p.sample_type.push(ValueType {
+        r#type: space,
+        unit: bytes,
+    });
+    let (build_id, filename) = (p.intern(build_id), p.intern(path));
+    p.mapping.push(Mapping {
+        id: 1,
+        memory_limit: u64::MAX,
+        build_id,
+        filename,
+        ..Mapping::default()
+    });
+    for i in 0..n {
+        p.location.push(Location {
+            id: i + 1,
+            mapping_id: 1,
+            address: text.0 + text.1 / n * i + 7,
+            ..Location::default()
+        });
+        p.sample.push(Sample {
+            location_id: vec![i + 1],
+            value: vec![4096],
+            label: vec![],
+        });
+    }
+    p
+}
+
+fn report(what: &str, summary: &str, took: Duration, extra: u64) {
+    println!(
+        "{what}: {:.0} ms, peak extra {:.1} MiB; {summary}",
+        took.as_secs_f64() * 1000.0,
+        mib(extra)
+    );
+}
+
+fn main() {
+    let settings = SymbolizeSettings::default();
+
+    for (label, extra) in [
+        ("unsymbolized", &[][..]),
+        ("symbolized", &["--symbolized"][..]),
+    ] {
+        let (before, after, size) = first_dump_growth(extra);
+        println!(
+            "demo ({label}): RssAnon {:.1} MiB before its first dump, {:.1} MiB after (+{:.1} MiB); dump {size} bytes",
+            mib(before),
+            mib(after),
+            mib(after.saturating_sub(before))
+        );
+    }
+
+    let demo = DemoTarget::spawn(DemoOptions {
+        base_mib: 32,
+        ..DemoOptions::default()
+    });
+    demo.leak(8);
+    let gz = demo.command_bytes("dump").expect("a dump from the demo");
+    let (binaries, took, extra) = measured(|| Binaries::open(&ProcFs::default(), demo.pid()));
+    let opened = format!(
+        "{} binaries, problems {:?}",
+        binaries.binaries.len(),
+        binaries.problems
+    );
+    report("open the demo's binaries", &opened, took, extra);
+    let (outcome, took, extra) = measured(|| process(&gz, Some(&binaries), &settings));
+    report("symbolize a demo dump", &outcome.summary(), took, extra);
+    drop((outcome, binaries));
+
+    let Ok(garage) = testkit::garage::garage_binary() else {
+        println!("garage is not installed (cargo xtask setup): large-binary case skipped");
+        return;
+    };
+    let elf = std::fs::read(&garage).expect("reading garage");
+    let text = text_segment(&elf).expect("garage has an executable segment");
+    drop(elf);
+    let file = std::fs::File::open(&garage).expect("opening garage");
+    let path = garage.display().to_string();
+    let binary = Binary::from_file(path.clone(), file);
+    let build_id = binary.identity.build_id.clone().unwrap_or_default();
+    let binaries = Binaries::from_files(vec![binary]);
+    let n = std::env::var("SYMBOLIZE_BENCH_ADDRS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let gz = encode_gz(&synthetic_profile(&build_id, &path, text, n));
+    println!(
+        "garage: {:.1} MiB file, text {:.1} MiB, {n} addresses, dump {} bytes",
+        mib(std::fs::metadata(&garage).map(|m| m.len()).unwrap_or(0)),
+        mib(text.1),
+        gz.len()
+    );
+    let (outcome, took, extra) = measured(|| process(&gz, Some(&binaries), &settings));
+    report(
+        "symbolize a garage profile",
+        &outcome.summary(),
+        took,
+        extra,
+    );
+}
