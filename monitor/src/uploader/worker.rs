@@ -164,10 +164,14 @@ impl<S: ObjectStore> Worker<S> {
             self.prepare(job).await;
         }
         let info = &job.dump.record().info;
-        let body = match (&job.symbolized, &job.dump) {
-            (Some((bytes, _)), _) => Body::Bytes(bytes.clone()),
-            (None, Payload::Spooled(s)) => match spooled_file(&s.path).await {
-                Ok(()) => Body::File(s.path.clone()),
+        let body = match (&job.dump, &job.symbolized) {
+            // A spooled dump is checked even when its symbolized bytes are
+            // in memory: one evicted from a full spool is dropped, not sent.
+            (Payload::Spooled(s), symbolized) => match spooled_file(&s.path).await {
+                Ok(()) => match symbolized {
+                    Some((bytes, _)) => Body::Bytes(bytes.clone()),
+                    None => Body::File(s.path.clone()),
+                },
                 Err(FileTrouble::Gone) => {
                     self.metrics.failed(FailedStage::Lost);
                     error!(path = %s.path.display(), key = %info.key, "spooled dump is gone before upload (dropped from a full spool, or deleted); nothing left to store");
@@ -175,7 +179,9 @@ impl<S: ObjectStore> Worker<S> {
                 }
                 Err(FileTrouble::Unusable(why)) => return self.failed(job, why, true),
             },
-            (None, Payload::Memory(_, bytes, _)) => Body::Bytes(bytes.clone()),
+            (Payload::Memory(..), Some((bytes, _))) | (Payload::Memory(_, bytes, _), None) => {
+                Body::Bytes(bytes.clone())
+            }
         };
         let started = Instant::now();
         let result = self
