@@ -497,19 +497,20 @@ fn a_monitor_restarted_within_the_second_never_overwrites_a_dump() {
     let mut stored = Vec::new();
     for _ in 0..4 {
         let mut monitor = Monitor::start(&env);
+        // This run's own capture (a leftover of the killed run may be
+        // uploaded first, under its own key: that is no reuse).
         let line = monitor
             .wait_for(
-                &[logs::DUMP_STORED, logs::REASON_BASELINE],
+                &[logs::DUMP_CAPTURED, logs::REASON_BASELINE],
                 1,
                 Duration::from_secs(30),
             )
             .remove(0);
-        let uri = field(&line, "uri").unwrap_or_else(|| panic!("no uri in {line}"));
-        stored.push(
-            uri.rsplit_once("/it/")
-                .map(|(_, k)| format!("it/{k}"))
-                .unwrap(),
-        );
+        let key = field(&line, "key")
+            .unwrap_or_else(|| panic!("no key in {line}"))
+            .to_string();
+        monitor.wait_for(&[logs::DUMP_STORED, &key], 1, Duration::from_secs(30));
+        stored.push(key);
         monitor.kill();
     }
     let mut distinct = stored.clone();
