@@ -9,9 +9,11 @@
 //!    its dump; time and peak extra memory (VmHWM over VmRSS before, the
 //!    peak reset through /proc/self/clear_refs; it includes the pages of the
 //!    binary mapped from disk while they are read).
-//! 3. The same for a large binary: `garage` (tens of MB of code), with a
-//!    synthetic profile of `SYMBOLIZE_BENCH_ADDRS` (default 2000) addresses
-//!    spread over its executable segment.
+//! 3. The same for large binaries: `garage` (tens of MB of code, symbols
+//!    without DWARF) and the debug demo (full DWARF), or the files
+//!    `SYMBOLIZE_BENCH_FILES` names, with a synthetic profile of
+//!    `SYMBOLIZE_BENCH_ADDRS` (default 2000) addresses spread over the
+//!    executable segment.
 //!
 //! `cargo bench -p monitor --bench symbolize`. Figures only: nothing here
 //! asserts on timing.
@@ -157,34 +159,59 @@ fn main() {
     report("symbolize a demo dump", &outcome.summary(), took, extra);
     drop((outcome, binaries));
 
-    let Ok(garage) = testkit::garage::garage_binary() else {
-        println!("garage is not installed (cargo xtask setup): large-binary case skipped");
-        return;
+    // Large binaries: garage (symbols, no DWARF) and the debug demo (full
+    // DWARF), or the files SYMBOLIZE_BENCH_FILES names (colon-separated).
+    let files: Vec<std::path::PathBuf> = match std::env::var("SYMBOLIZE_BENCH_FILES") {
+        Ok(v) => v.split(':').map(Into::into).collect(),
+        Err(_) => {
+            let mut files = Vec::new();
+            match testkit::garage::garage_binary() {
+                Ok(garage) => files.push(garage),
+                Err(_) => println!("garage is not installed (cargo xtask setup): skipped"),
+            }
+            if let Ok(dir) = testkit::binaries::profile_dir() {
+                let debug_demo = dir.join("../debug/examples/demo-target");
+                if debug_demo.is_file() {
+                    files.push(debug_demo);
+                }
+            }
+            files
+        }
     };
-    let elf = std::fs::read(&garage).expect("reading garage");
-    let text = text_segment(&elf).expect("garage has an executable segment");
-    drop(elf);
-    let file = std::fs::File::open(&garage).expect("opening garage");
-    let path = garage.display().to_string();
-    let binary = Binary::from_file(path.clone(), file);
-    let build_id = binary.identity.build_id.clone().unwrap_or_default();
-    let binaries = Binaries::from_files(vec![binary]);
     let n = std::env::var("SYMBOLIZE_BENCH_ADDRS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
+    for file in files {
+        large_binary(&file, n, &settings);
+    }
+}
+
+/// Symbolizes a synthetic profile of `n` addresses spread over `file`'s code.
+fn large_binary(file: &std::path::Path, n: u64, settings: &SymbolizeSettings) {
+    let Ok(elf) = std::fs::read(file) else {
+        println!("{}: unreadable, skipped", file.display());
+        return;
+    };
+    let Some(text) = text_segment(&elf) else {
+        println!("{}: no executable segment, skipped", file.display());
+        return;
+    };
+    drop(elf);
+    let Ok(opened) = std::fs::File::open(file) else {
+        return;
+    };
+    let path = file.display().to_string();
+    let binary = Binary::from_file(path.clone(), opened);
+    let build_id = binary.identity.build_id.clone().unwrap_or_default();
+    let binaries = Binaries::from_files(vec![binary]);
     let gz = encode_gz(&synthetic_profile(&build_id, &path, text, n));
     println!(
-        "garage: {:.1} MiB file, text {:.1} MiB, {n} addresses, dump {} bytes",
-        mib(std::fs::metadata(&garage).map(|m| m.len()).unwrap_or(0)),
+        "{path}: {:.1} MiB file, code {:.1} MiB, {n} addresses, dump {} bytes",
+        mib(std::fs::metadata(file).map(|m| m.len()).unwrap_or(0)),
         mib(text.1),
         gz.len()
     );
-    let (outcome, took, extra) = measured(|| process(&gz, Some(&binaries), &settings));
-    report(
-        "symbolize a garage profile",
-        &outcome.summary(),
-        took,
-        extra,
-    );
+    let (outcome, took, extra) = measured(|| process(&gz, Some(&binaries), settings));
+    report("  symbolized", &outcome.summary(), took, extra);
 }
