@@ -59,16 +59,40 @@ fn first_dump_growth(extra: &[&str]) -> (u64, u64, usize) {
     (before, after, dump.len())
 }
 
-/// Runs `f` and returns its result, the time it took and the peak RSS above
-/// the RSS before it.
-fn measured<T>(f: impl FnOnce() -> T) -> (T, Duration, u64) {
+/// What [`measured`] saw: time, peak RSS above the RSS before (VmHWM, file
+/// pages included), and peak RssAnon above the RssAnon before (sampled
+/// every millisecond: the heap the work needed).
+struct Cost {
+    took: Duration,
+    rss: u64,
+    anon: u64,
+}
+
+/// Runs `f` and returns its result and its [`Cost`].
+fn measured<T>(f: impl FnOnce() -> T) -> (T, Cost) {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let before = status_bytes("self", "VmRSS:");
+    let anon_before = status_bytes("self", "RssAnon:");
+    let (done, peak_anon) = (AtomicBool::new(false), AtomicU64::new(anon_before));
     let started = Instant::now();
-    let out = f();
-    let took = started.elapsed();
-    let peak = status_bytes("self", "VmHWM:");
-    (out, took, peak.saturating_sub(before))
+    let out = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                peak_anon.fetch_max(status_bytes("self", "RssAnon:"), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        let out = f();
+        done.store(true, Ordering::Relaxed);
+        out
+    });
+    let cost = Cost {
+        took: started.elapsed(),
+        rss: status_bytes("self", "VmHWM:").saturating_sub(before),
+        anon: peak_anon.into_inner().saturating_sub(anon_before),
+    };
+    (out, cost)
 }
 
 /// (virtual address, size) of the first executable PT_LOAD of an ELF64 file.
@@ -118,11 +142,12 @@ fn synthetic_profile(build_id: &str, path: &str, text: (u64, u64), n: u64) -> Pr
     p
 }
 
-fn report(what: &str, summary: &str, took: Duration, extra: u64) {
+fn report(what: &str, summary: &str, cost: Cost) {
     println!(
-        "{what}: {:.0} ms, peak extra {:.1} MiB; {summary}",
-        took.as_secs_f64() * 1000.0,
-        mib(extra)
+        "{what}: {:.0} ms, peak extra RSS {:.1} MiB (anonymous {:.1} MiB); {summary}",
+        cost.took.as_secs_f64() * 1000.0,
+        mib(cost.rss),
+        mib(cost.anon)
     );
 }
 
@@ -148,15 +173,15 @@ fn main() {
     });
     demo.leak(8);
     let gz = demo.command_bytes("dump").expect("a dump from the demo");
-    let (binaries, took, extra) = measured(|| Binaries::open(&ProcFs::default(), demo.pid()));
+    let (binaries, cost) = measured(|| Binaries::open(&ProcFs::default(), demo.pid()));
     let opened = format!(
         "{} binaries, problems {:?}",
         binaries.binaries.len(),
         binaries.problems
     );
-    report("open the demo's binaries", &opened, took, extra);
-    let (outcome, took, extra) = measured(|| process(&gz, Some(&binaries), &settings));
-    report("symbolize a demo dump", &outcome.summary(), took, extra);
+    report("open the demo's binaries", &opened, cost);
+    let (outcome, cost) = measured(|| process(&gz, Some(&binaries), &settings));
+    report("symbolize a demo dump", &outcome.summary(), cost);
     drop((outcome, binaries));
 
     // Large binaries: garage (symbols, no DWARF) and the debug demo (full
@@ -212,6 +237,6 @@ fn large_binary(file: &std::path::Path, n: u64, settings: &SymbolizeSettings) {
         mib(text.1),
         gz.len()
     );
-    let (outcome, took, extra) = measured(|| process(&gz, Some(&binaries), settings));
-    report("  symbolized", &outcome.summary(), took, extra);
+    let (outcome, cost) = measured(|| process(&gz, Some(&binaries), settings));
+    report("  symbolized", &outcome.summary(), cost);
 }
