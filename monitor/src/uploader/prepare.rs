@@ -41,14 +41,17 @@ impl<S: ObjectStore> Worker<S> {
         let outcome = match done {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(why)) => {
+                self.metrics.symbolized(false);
                 info!(key = %key, "not symbolized: {why}; the dump is stored as it came");
                 return;
             }
             Err(e) => {
+                self.metrics.symbolized(false);
                 warn!(key = %key, error = %e, "symbolization failed; the dump is stored as it came");
                 return;
             }
         };
+        self.metrics.symbolized(outcome.symbolized.is_some());
         let summary = outcome.summary();
         match &outcome.symbolized {
             Some(_) => info!(key = %key, "{summary}"),
