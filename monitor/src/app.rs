@@ -291,7 +291,11 @@ impl Monitor {
 
     /// A capture ended: cooldowns and baseline bookkeeping, then the hand-off.
     fn on_capture_done(&mut self, finished: Finished) {
-        let Finished { request, result } = finished;
+        let Finished {
+            request,
+            result,
+            binaries,
+        } = finished;
         let now = Instant::now();
         let captured = match result {
             Ok(captured) => captured,
@@ -318,7 +322,9 @@ impl Monitor {
                 self.metrics.baseline_taken();
             }
         }
-        let key = self.handoff.deliver(&request, captured, current_target);
+        let key = self
+            .handoff
+            .deliver(&request, captured, binaries, current_target);
         if current_target {
             self.history.dumped(key, &request, now);
             if matches!(request.reason, Reason::Spike | Reason::SlowLeak) {

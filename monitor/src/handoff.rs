@@ -19,6 +19,7 @@ use crate::dump::{DumpInfo, Reason};
 use crate::metrics::{FailedStage, Metrics};
 use crate::naming::DumpNames;
 use crate::spool::{Spool, SpoolRecord, Spooled};
+use crate::symbolize::Binaries;
 use crate::uploader::{Deliveries, MAX_IN_MEMORY, Uploader};
 
 /// Names, records and spools captured dumps, and hands them to the uploader.
@@ -62,11 +63,14 @@ impl Handoff {
     /// Records, spools and hands over one captured dump. `current_target`
     /// says whether the dump is of the process watched now (a late dump of a
     /// replaced process is still stored, but its baseline is not offered in
-    /// alerts about the new one). Returns the dump's object key.
+    /// alerts about the new one). `binaries`, opened during the capture,
+    /// travel with the dump to the uploader, which symbolizes it. Returns
+    /// the dump's object key.
     pub fn deliver(
         &mut self,
         request: &Request,
         captured: Captured,
+        binaries: Option<Binaries>,
         current_target: bool,
     ) -> String {
         let captured_at = Utc::now();
@@ -96,7 +100,7 @@ impl Handoff {
             deliveries: self.uploader.deliveries(),
             metrics: self.metrics.clone(),
         };
-        tokio::task::spawn_blocking(move || keeper.keep(record, captured));
+        tokio::task::spawn_blocking(move || keeper.keep(record, captured, binaries));
         key
     }
 
@@ -115,7 +119,7 @@ struct Keeper {
 }
 
 impl Keeper {
-    fn keep(self, record: SpoolRecord, captured: Captured) {
+    fn keep(self, record: SpoolRecord, captured: Captured, binaries: Option<Binaries>) {
         let (bytes, evicted, why) = match captured {
             Captured::Staged(staged) => match self.spool.commit(staged, record.clone()) {
                 Ok(committed) => {
@@ -124,7 +128,7 @@ impl Keeper {
                     if let Some(e) = committed.after_error {
                         warn!(error = %e, key = %record.info.key, "the dump is spooled, but syncing the spool directory or keeping it within its limits failed");
                     }
-                    self.deliveries.spooled(committed.spooled);
+                    self.deliveries.spooled(committed.spooled, binaries);
                     return;
                 }
                 Err((e, staged)) => match staged.into_memory() {
@@ -150,7 +154,7 @@ impl Keeper {
         self.metrics.failed(FailedStage::Spool);
         let key = record.info.key.clone();
         let reason = record.info.reason;
-        if self.deliveries.unspooled(record, bytes.into()) {
+        if self.deliveries.unspooled(record, bytes.into(), binaries) {
             error!(error = %why, key = %key, "cannot spool the dump; it will be uploaded from memory only");
         } else {
             self.metrics.dropped(reason);

@@ -14,8 +14,9 @@
 //!    a time;
 //! 5. **spool**: [`handoff`] names the dump ([`naming`]), records it ([`dump`])
 //!    and writes it to the [`spool`], which keeps it safe on disk;
-//! 6. **store**: the [`uploader`] puts spooled dumps into S3 through [`store`],
-//!    retrying with [`backoff`];
+//! 6. **store**: the [`uploader`] symbolizes each dump ([`symbolize`], from
+//!    the target's binaries opened at capture; [`profile`] decodes it) and
+//!    puts it into S3 through [`store`], retrying with [`backoff`];
 //! 7. **notify**: the uploader tells Slack through [`notify`] (what grew,
 //!    from [`growth`], and how fast), with a [`chart`] of the window at the
 //!    detection in the alert's thread; when the
@@ -52,6 +53,7 @@ pub mod resample;
 pub mod sampler;
 pub mod spool;
 pub mod store;
+pub mod symbolize;
 pub mod target;
 pub mod tools;
 pub mod units;

@@ -303,6 +303,28 @@ impl ProcFs {
             .is_ok_and(|t| t == Some(id.start_time))
     }
 
+    /// /proc/<pid>/maps as text: the process's mappings (for the symbolizer,
+    /// which needs ptrace-read access, like /proc/<pid>/root).
+    pub fn maps(&self, pid: i32) -> Result<String, ProcError> {
+        self.read_text(pid, "maps")
+    }
+
+    /// Opens the executable of `pid` (/proc/<pid>/exe): works even when the
+    /// file was deleted or replaced on disk since the process started.
+    pub fn open_exe(&self, pid: i32) -> Result<fs::File, ProcError> {
+        let path = self.path(pid, "exe");
+        fs::File::open(&path).map_err(|source| read_error(pid, path, source))
+    }
+
+    /// Opens `file` (an absolute path as `pid` sees it, e.g. from its maps)
+    /// through /proc/<pid>/root, so in the target's own mount namespace.
+    pub fn open_in_root(&self, pid: i32, file: &std::path::Path) -> Result<fs::File, ProcError> {
+        let relative = file.strip_prefix("/").unwrap_or(file);
+        let path = self.path(pid, "root").join(relative);
+        // Not `read_error`: a missing library is not a process that is gone.
+        fs::File::open(&path).map_err(|source| ProcError::Read { path, source })
+    }
+
     /// The start time of `pid` (clock ticks since boot), or None when it is
     /// a zombie.
     pub fn live_start_time(&self, pid: i32) -> Result<Option<u64>, ProcError> {

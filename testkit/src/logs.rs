@@ -81,6 +81,13 @@ pub const UPLOAD_FAILED: &str = "upload failed";
 /// A failed upload attempt whose dump waits in the spool for the next one.
 pub const UPLOAD_FAILED_SPOOLED: &str = "upload failed; the dump stays spooled";
 
+/// A dump was symbolized before its upload ("symbolized N of M locations ...").
+pub const SYMBOLIZED: &str = "symbolized ";
+/// Symbolization left the dump as it came; the line says why.
+pub const STORED_AS_IT_CAME: &str = "the dump is stored as it came";
+/// A profile names a build ID other than the target's binary's.
+pub const WRONG_BUILD_ID: &str = "wrong build ID";
+
 /// A Slack alert was accepted.
 pub const ALERT_POSTED: &str = "alert posted to Slack";
 /// A Slack alert failed for good (the dump is stored regardless).

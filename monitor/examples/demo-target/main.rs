@@ -8,7 +8,8 @@
 //!
 //! | command             | reply                                                        |
 //! |---------------------|--------------------------------------------------------------|
-//! | `dump`              | the gzipped pprof heap profile (jemalloc_pprof)              |
+//! | `dump`              | the gzipped pprof heap profile (jemalloc_pprof), with        |
+//! |                     | addresses only (symbolized in the demo with `--symbolized`)  |
 //! | `stats`             | one JSON object of jemalloc counters                         |
 //! | `spike <MiB> <ms>`  | `ok`; a spike of MiB is allocated and touched now (in the    |
 //! |                     | background) and freed `ms` after it was fully touched        |
@@ -21,7 +22,8 @@
 //! |                     | `hang` (no reply until the client hangs up), `trickle` (a    |
 //! |                     | byte every 100 ms), `empty` (EOF at once), `garbage` (text   |
 //! |                     | that is not gzip), `huge:<MiB>` (a valid gzip stream of that |
-//! |                     | size); `none` restores real dumps                            |
+//! |                     | size), `foreign-build` (a real profile naming another build  |
+//! |                     | ID); `none` restores real dumps                              |
 //!
 //! Memory patterns (`--pattern`): `steady` keeps `--base-mib`; `spikes` adds a
 //! spike of `--spike-mib` for `--spike-ms` every `--spike-every-ms` (a fixed
@@ -32,8 +34,10 @@
 //! jemalloc is configured (`dirty_decay_ms:0,muzzy_decay_ms:0`) to hand freed
 //! pages back at once so a finished spike really leaves RssAnon. Profiling is
 //! switched on by the `malloc_conf` symbol below even without `MALLOC_CONF`.
-//! Before it serves, it takes one warm-up dump so the symbolizer's caches are
-//! already resident and the first real dump does not look like a spike.
+//! Its leaks go through `leak_through_distinctive_grower`, a name tests look
+//! for in the stored profile. Before it serves, it takes one warm-up dump so
+//! that, with `--symbolized`, the symbolizer's caches are already resident
+//! and the first real dump does not look like a spike.
 
 use std::ffi::c_char;
 use std::io::{ErrorKind, IsTerminal};
@@ -72,6 +76,7 @@ pub static malloc_conf: MallocConf = MallocConf(
 
 mod memory;
 mod misbehave;
+mod symbolized;
 
 use memory::{EVENTS, allocate_touched, leak, leak_at, record, run_spike, start_pattern};
 
@@ -137,7 +142,16 @@ struct Args {
     /// OOM-killing it. Over 9p in an emulated VM that thrash lasted minutes.
     #[arg(long)]
     lock_pages: bool,
+    /// Answer `dump` with a symbolized profile, resolved in this process
+    /// (what jemalloc_pprof's `symbolize` feature does, tens of MiB of debug
+    /// info loaded into the heap at the first dump). By default profiles
+    /// carry addresses only and the monitor symbolizes them.
+    #[arg(long)]
+    symbolized: bool,
 }
+
+/// Whether `dump` answers symbolized profiles (`--symbolized`).
+static SYMBOLIZED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Reads jemalloc's counters after advancing the epoch (they are cached).
 fn stats_json() -> anyhow::Result<String> {
@@ -158,10 +172,18 @@ async fn dump_pprof() -> anyhow::Result<Vec<u8>> {
         bail!("jemalloc profiling is not enabled (opt.prof is false)");
     };
     let ctl = ctl.clone();
-    // Dumping writes a file and symbolizes: blocking work, off the runtime.
-    tokio::task::spawn_blocking(move || ctl.blocking_lock().dump_pprof())
-        .await
-        .context("dump task panicked")?
+    let symbolize = SYMBOLIZED.load(std::sync::atomic::Ordering::Relaxed);
+    // Dumping writes a file (and symbolizes): blocking work, off the runtime.
+    tokio::task::spawn_blocking(move || {
+        let gz = ctl.blocking_lock().dump_pprof()?;
+        if symbolize {
+            symbolized::symbolize_here(&gz)
+        } else {
+            Ok(gz)
+        }
+    })
+    .await
+    .context("dump task panicked")?
 }
 
 /// Parses and runs one command line; returns the reply bytes.
@@ -213,6 +235,7 @@ async fn handle(line: &str) -> Vec<u8> {
                 "trickle" => Some(Misbehave::Trickle),
                 "empty" => Some(Misbehave::Empty),
                 "garbage" => Some(Misbehave::Garbage),
+                "foreign-build" => Some(Misbehave::ForeignBuild),
                 other => other
                     .strip_prefix("huge:")
                     .and_then(|mib| mib.parse().ok())
@@ -225,7 +248,7 @@ async fn handle(line: &str) -> Vec<u8> {
                     Ok("ok".to_string())
                 }
                 None => Err(format!(
-                    "bad misbehave argument {how:?}: want none, hang, trickle, empty, garbage or huge:<MiB>"
+                    "bad misbehave argument {how:?}: want none, hang, trickle, empty, garbage, foreign-build or huge:<MiB>"
                 )),
             }
         }
@@ -324,6 +347,7 @@ async fn main() -> anyhow::Result<()> {
             std::io::Error::last_os_error()
         );
     }
+    SYMBOLIZED.store(args.symbolized, std::sync::atomic::Ordering::Relaxed);
     report_profiling();
 
     let name = match &args.name {

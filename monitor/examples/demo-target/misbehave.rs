@@ -19,6 +19,10 @@ pub enum Misbehave {
     /// A valid gzip stream of this many MiB of incompressible bytes: the
     /// size of a big service's profile, for the streaming benchmark.
     Huge(u32),
+    /// A real profile whose mappings name a build ID that is not this
+    /// binary's, as a profile of another build would: the monitor must
+    /// store it unsymbolized and say why.
+    ForeignBuild,
 }
 
 pub static MISBEHAVE: Mutex<Misbehave> = Mutex::new(Misbehave::None);
@@ -55,8 +59,24 @@ pub async fn misbehave(
         Misbehave::Huge(mib) => {
             let _ = huge(mib, write).await;
         }
+        Misbehave::ForeignBuild => {
+            if let Ok(gz) = foreign_build().await {
+                let _ = write.write_all(&gz).await;
+            }
+        }
     }
     let _ = write.shutdown().await;
+}
+
+/// Our real profile with every mapping's build ID replaced.
+async fn foreign_build() -> anyhow::Result<Vec<u8>> {
+    let gz = super::dump_pprof().await?;
+    let mut profile = monitor::profile::decode_gz(&gz, 1 << 30)?;
+    let foreign = profile.intern("00000000000000000000000000000000deadbeef");
+    for m in &mut profile.mapping {
+        m.build_id = foreign;
+    }
+    Ok(monitor::profile::encode_gz(&profile))
 }
 
 /// Sends `mib` MiB of pseudo-random bytes, gzipped without compression, a

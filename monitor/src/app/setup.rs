@@ -102,7 +102,8 @@ pub(super) async fn build(config: Config) -> anyhow::Result<(Monitor, Lifecycle)
             SocketDumper::new(&binary, config.capture.clone()),
             spool.clone(),
             metrics.clone(),
-        ),
+        )
+        .with_binaries(config.uploader.symbolize.enabled),
         handoff: Handoff::new(names, &binary, spool, uploader, metrics.clone()),
         sampler: Sampler::new(config.sampler, watcher, metrics.clone()),
         metrics,

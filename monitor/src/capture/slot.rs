@@ -31,8 +31,9 @@ use crate::backoff::Backoff;
 use crate::dump::{MemoryStats, Reason, Sampling, Trigger};
 use crate::metrics::Metrics;
 use crate::naming::rest_of_second;
-use crate::procfs::ProcessId;
+use crate::procfs::{ProcFs, ProcessId};
 use crate::spool::Spool;
+use crate::symbolize::Binaries;
 use crate::units::human_duration;
 
 /// Backoff bounds after a failed capture, for every reason.
@@ -61,11 +62,16 @@ pub struct Finished {
     pub request: Request,
     /// The dump (in the spool, or in memory), or the error text.
     pub result: Result<Captured, String>,
+    /// The target's binaries, opened while it dumped, for the symbolizer
+    /// (None when symbolization is off or the capture failed).
+    pub binaries: Option<Binaries>,
 }
+
+type Capture = (Result<Captured, CaptureError>, Option<Binaries>);
 
 struct InFlight {
     request: Request,
-    task: JoinHandle<Result<Captured, CaptureError>>,
+    task: JoinHandle<Capture>,
 }
 
 /// The capture in flight, the baseline schedule and the start-second gate.
@@ -82,6 +88,8 @@ pub struct CaptureSlot {
     metrics: Arc<Metrics>,
     /// No capture starts before this: the end of the monitor's start second.
     opens_at: Instant,
+    /// Whether to open the target's binaries with each capture (SYMBOLIZE).
+    open_binaries: bool,
 }
 
 impl CaptureSlot {
@@ -98,7 +106,15 @@ impl CaptureSlot {
             metrics,
             // A millisecond of slack: the two clocks are read one after the other.
             opens_at: Instant::now() + rest_of_second(Utc::now()) + Duration::from_millis(1),
+            open_binaries: false,
         }
+    }
+
+    /// Opens the target's executable and libraries with every capture, for
+    /// the symbolizer (SYMBOLIZE).
+    pub fn with_binaries(mut self, open: bool) -> Self {
+        self.open_binaries = open;
+        self
     }
 
     /// The socket captures are asked on.
@@ -156,7 +172,20 @@ impl CaptureSlot {
         let dumper = self.dumper.clone();
         let pid = request.target.pid;
         let spool = self.spool.clone();
-        let task = tokio::spawn(async move { dumper.dump_into(Some(pid), &spool).await });
+        let open_binaries = self.open_binaries;
+        let task = tokio::spawn(async move {
+            // Opened beside the dump, not after it: a target killed right
+            // after a near-OOM dump can then still be symbolized.
+            let opening = open_binaries.then(|| {
+                tokio::task::spawn_blocking(move || Binaries::open(&ProcFs::default(), pid))
+            });
+            let result = dumper.dump_into(Some(pid), &spool).await;
+            let binaries = match opening {
+                Some(task) if result.is_ok() => task.await.ok(),
+                _ => None,
+            };
+            (result, binaries)
+        });
         self.in_flight = Some(InFlight { request, task });
     }
 
@@ -166,11 +195,12 @@ impl CaptureSlot {
         let Some(f) = self.in_flight.as_mut() else {
             return std::future::pending().await;
         };
-        let result = flatten((&mut f.task).await);
+        let (result, binaries) = flatten((&mut f.task).await);
         match self.in_flight.take() {
             Some(f) => Finished {
                 request: f.request,
                 result,
+                binaries,
             },
             None => std::future::pending().await,
         }
@@ -235,10 +265,10 @@ impl CaptureSlot {
 
 /// Joins a capture task's result with the task's own failure (a panic).
 fn flatten(
-    joined: Result<Result<Captured, CaptureError>, tokio::task::JoinError>,
-) -> Result<Captured, String> {
+    joined: Result<Capture, tokio::task::JoinError>,
+) -> (Result<Captured, String>, Option<Binaries>) {
     match joined {
-        Ok(result) => result.map_err(|e| e.to_string()),
-        Err(e) => Err(format!("capture task failed: {e}")),
+        Ok((result, binaries)) => (result.map_err(|e| e.to_string()), binaries),
+        Err(e) => (Err(format!("capture task failed: {e}")), None),
     }
 }

@@ -90,6 +90,12 @@ pub struct Args {
     /// Largest heap-dump reply accepted. Replies stream through the spool; only while the spool cannot be written are dumps held in memory (three at most): the default fits a 256Mi sidecar.
     #[arg(long, env = "DUMP_MAX_SIZE", default_value = "64MiB")]
     pub dump_max_size: String,
+    /// Symbolize unsymbolized profiles in the monitor, from the target's own executable and libraries (opened at capture time, matched by build ID), before storing them; false stores dumps as they came.
+    #[arg(long, env = "SYMBOLIZE", default_value = "true")]
+    pub symbolize: String,
+    /// Dumps larger than this (compressed) are stored as they came, unsymbolized: it bounds the monitor's memory for decoding one.
+    #[arg(long, env = "SYMBOLIZE_MAX_SIZE", default_value = "4MiB")]
+    pub symbolize_max_size: String,
     /// Path-style S3 addressing (for S3-compatible stores such as Garage or MinIO).
     #[arg(long, env = "S3_FORCE_PATH_STYLE", default_value = "false")]
     pub s3_force_path_style: String,

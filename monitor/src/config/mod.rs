@@ -20,6 +20,7 @@ pub use crate::sampler::Mode;
 use crate::sampler::SamplerSettings;
 use crate::spool::{Limits, SpoolSettings};
 use crate::store::S3Settings;
+use crate::symbolize::SymbolizeSettings;
 use crate::units::{parse_bytes, parse_duration};
 use crate::uploader::UploaderSettings;
 
@@ -187,6 +188,17 @@ impl Config {
                 }
             })
         });
+        let symbolize = c.convert("SYMBOLIZE", Some(&a.symbolize), boolean);
+        let symbolize_max_size =
+            c.convert("SYMBOLIZE_MAX_SIZE", Some(&a.symbolize_max_size), |v| {
+                parse_bytes(v).and_then(|n| {
+                    if n == 0 {
+                        Err("must be above zero (SYMBOLIZE=false turns symbolization off)".into())
+                    } else {
+                        Ok(n)
+                    }
+                })
+            });
         let path_style = c.convert("S3_FORCE_PATH_STYLE", Some(&a.s3_force_path_style), boolean);
         let max_attempts = c.convert("S3_MAX_ATTEMPTS", Some(&a.s3_max_attempts), positive::<u32>);
         let spool_max_dumps = c.convert(
@@ -334,6 +346,10 @@ impl Config {
                 initial_delay: UPLOAD_RETRY_MIN,
                 max_delay: retry_max.ok_or_else(missing)?,
                 alert_spooled_after: alert_after.ok_or_else(missing)?,
+                symbolize: SymbolizeSettings {
+                    enabled: symbolize.ok_or_else(missing)?,
+                    max_size: symbolize_max_size.ok_or_else(missing)?,
+                },
             },
             slack,
             slack_token_file: a.slack_api_token_file.map(Into::into),
@@ -441,8 +457,12 @@ mod tests {
             ("MONITOR_MODE", "procfs"),
             ("EBPF_FAULT_SAMPLE_PERIOD", "1024"),
             ("METRICS_ADDR", "off"),
+            ("SYMBOLIZE", "false"),
+            ("SYMBOLIZE_MAX_SIZE", "1MiB"),
         ]))
         .unwrap();
+        assert!(!c.uploader.symbolize.enabled);
+        assert_eq!(c.uploader.symbolize.max_size, 1 << 20);
         assert_eq!(c.detector.window_size.get(), 10);
         assert_eq!(c.detector.spike_multiplier, 1.5);
         assert_eq!(c.detector.spike_cooldown, Duration::from_secs(100));
@@ -639,6 +659,8 @@ mod tests {
             ("MONITOR_MODE", &["magic", "bpf"]),
             ("EBPF_FAULT_SAMPLE_PERIOD", &["0", "x", "-4"]),
             ("METRICS_ADDR", &["9090", "localhost", "1.2.3.4:99999"]),
+            ("SYMBOLIZE", &["maybe", "2"]),
+            ("SYMBOLIZE_MAX_SIZE", &["0", "big"]),
         ];
         for (var, values) in cases {
             for bad in *values {

@@ -52,6 +52,11 @@ impl Config {
             ),
             ("DUMP_READ_TIMEOUT", human_duration(capture.read_timeout)),
             ("DUMP_MAX_SIZE", human_bytes(capture.max_bytes)),
+            ("SYMBOLIZE", self.uploader.symbolize.enabled.to_string()),
+            (
+                "SYMBOLIZE_MAX_SIZE",
+                human_bytes(self.uploader.symbolize.max_size),
+            ),
             ("SPOOL_DIR", self.spool.dir.display().to_string()),
             ("SPOOL_MAX_DUMPS", self.spool.limits.max_dumps.to_string()),
             ("SPOOL_MAX_SIZE", human_bytes(self.spool.limits.max_bytes)),

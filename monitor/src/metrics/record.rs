@@ -107,6 +107,12 @@ impl Metrics {
         self.delivery_seconds.observe(since_capture.as_secs_f64());
     }
 
+    /// A dump went through the symbolizer: symbolized, or stored as it came.
+    pub fn symbolized(&self, changed: bool) {
+        let result = if changed { "symbolized" } else { "as_it_came" };
+        self.symbolized.get_or_create(&[("result", result)]).inc();
+    }
+
     /// Dumps waiting for upload right now.
     pub fn set_upload_queue(&self, pending: usize) {
         self.upload_queue

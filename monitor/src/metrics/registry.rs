@@ -37,6 +37,7 @@ pub struct Metrics {
     pub(super) capture_backoff: Family<One, Gauge>,
     pub(super) held_by_backoff: Family<One, Counter>,
     pub(super) uploaded: Family<One, Counter>,
+    pub(super) symbolized: Family<One, Counter>,
     pub(super) failed: Family<One, Counter>,
     pub(super) spooled: Counter,
     pub(super) dropped: Family<One, Counter>,
@@ -77,6 +78,7 @@ impl Metrics {
             capture_backoff: Family::default(),
             held_by_backoff: Family::default(),
             uploaded: Family::default(),
+            symbolized: Family::default(),
             failed: Family::default(),
             spooled: Counter::default(),
             dropped: Family::default(),
@@ -145,6 +147,14 @@ impl Metrics {
             "Heap dumps stored in the bucket, by reason",
             m.uploaded.clone(),
         );
+        registry.register(
+            "dumps_symbolized",
+            "Dumps through the symbolizer before their upload, by result: symbolized, or as_it_came (nothing to do, or it could not; the log says why)",
+            m.symbolized.clone(),
+        );
+        for result in ["symbolized", "as_it_came"] {
+            let _ = m.symbolized.get_or_create(&[("result", result)]);
+        }
         registry.register(
             "dumps_failed",
             "Dump failures by stage: capture, spool (write), upload (one attempt; retried), lost (gone before upload)",
@@ -290,6 +300,7 @@ mod tests {
             "memory_monitor_dumps_uploaded_total{reason=\"spike\"}",
             "memory_monitor_dumps_failed_total{stage=\"upload\"}",
             "memory_monitor_dumps_spooled_total",
+            "memory_monitor_dumps_symbolized_total{result=\"as_it_came\"}",
             "memory_monitor_spool_tidied_total{what=\"partial_file\"}",
             "memory_monitor_spool_moved_aside_total",
             "memory_monitor_dumps_dropped_total{reason=\"slow-leak\"}",

@@ -19,12 +19,16 @@ use crate::metrics::Metrics;
 use crate::notify::SlackNotifier;
 use crate::spool::{Spool, SpoolRecord, Spooled};
 use crate::store::ObjectStore;
+use crate::symbolize::SymbolizeSettings;
 
 mod memory;
+mod prepare;
 mod worker;
 
 pub use memory::{MAX_IN_MEMORY, MemorySlot, MemorySlots};
 use worker::{Job, Payload, Worker};
+
+use crate::symbolize::Binaries;
 
 /// How long a dump waits after a permanent upload failure before it is
 /// tried again (credentials or bucket policy fixed meanwhile).
@@ -40,6 +44,8 @@ pub struct UploaderSettings {
     /// Alert anyway (saying the dump is spooled) once a dump is this old and
     /// still not stored (ALERT_SPOOLED_AFTER).
     pub alert_spooled_after: Duration,
+    /// Symbolization before the upload (SYMBOLIZE, SYMBOLIZE_MAX_SIZE).
+    pub symbolize: SymbolizeSettings,
 }
 
 /// Handle to the running uploader.
@@ -51,7 +57,7 @@ pub struct Uploader {
 /// Where captured dumps are handed to the uploader; cheap to clone.
 #[derive(Clone)]
 pub struct Deliveries {
-    tx: mpsc::UnboundedSender<Payload>,
+    tx: mpsc::UnboundedSender<(Payload, Option<Binaries>)>,
     memory: MemorySlots,
 }
 
@@ -81,6 +87,7 @@ impl Uploader {
             metrics,
             rx,
             shutdown,
+            held: MemorySlots::new(worker::MAX_HELD_SYMBOLIZED),
         };
         Uploader {
             deliveries: Deliveries {
@@ -111,9 +118,10 @@ impl Uploader {
 }
 
 impl Deliveries {
-    /// Queues a spooled dump for upload.
-    pub fn spooled(&self, dump: Spooled) {
-        if self.tx.send(Payload::Spooled(dump)).is_err() {
+    /// Queues a spooled dump for upload, with the target's binaries opened
+    /// when it was captured (symbolized before the upload).
+    pub fn spooled(&self, dump: Spooled, binaries: Option<Binaries>) {
+        if self.tx.send((Payload::Spooled(dump), binaries)).is_err() {
             error!("uploader has stopped; the dump stays in the spool for the next start");
         }
     }
@@ -122,11 +130,17 @@ impl Deliveries {
     /// memory, lost only if the monitor stops before it is stored. Returns
     /// false, keeping nothing, when [`MAX_IN_MEMORY`] dumps already wait
     /// there: the caller reports the drop.
-    pub fn unspooled(&self, record: SpoolRecord, bytes: bytes::Bytes) -> bool {
+    pub fn unspooled(
+        &self,
+        record: SpoolRecord,
+        bytes: bytes::Bytes,
+        binaries: Option<Binaries>,
+    ) -> bool {
         let Some(slot) = self.memory.take() else {
             return false;
         };
-        if self.tx.send(Payload::Memory(record, bytes, slot)).is_err() {
+        let payload = Payload::Memory(record, bytes, slot);
+        if self.tx.send((payload, binaries)).is_err() {
             error!("uploader has stopped; an unspooled dump is lost");
         }
         true
@@ -145,7 +159,7 @@ fn leftovers(spool: &Spool) -> Vec<Job> {
             }
             leftovers
                 .into_iter()
-                .map(|d| Job::new(Payload::Spooled(d)))
+                .map(|d| Job::new(Payload::Spooled(d), None))
                 .collect()
         }
         Err(e) => {

@@ -114,6 +114,7 @@ fn start_with(
         initial_delay: Duration::from_millis(10),
         max_delay: Duration::from_millis(50),
         alert_spooled_after: Duration::from_secs(3600),
+        symbolize: crate::symbolize::SymbolizeSettings::default(),
     };
     let metrics = Arc::new(Metrics::new(Duration::from_secs(1)));
     let uploader = Uploader::spawn(store, notifier, spool, settings, metrics, stopping);

@@ -8,13 +8,19 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use super::{MemorySlot, PERMANENT_RETRY_DELAY, UploaderSettings};
+use super::{MemorySlot, MemorySlots, PERMANENT_RETRY_DELAY, UploaderSettings};
 use crate::backoff::Backoff;
 use crate::dump::Reason;
 use crate::metrics::{FailedStage, Metrics};
 use crate::notify::{Alert, Location, SlackNotifier, SlackThread};
 use crate::spool::{Spool, SpoolRecord, Spooled};
 use crate::store::{Body, ObjectStore, object_metadata, s3_uri};
+use crate::symbolize::Binaries;
+
+/// How many symbolized dumps may be held in memory between upload attempts;
+/// past it a dump whose upload failed is symbolized again at its next
+/// attempt (its binaries stay open until it is stored).
+pub(super) const MAX_HELD_SYMBOLIZED: usize = 2;
 
 pub(super) struct Worker<S> {
     pub(super) store: S,
@@ -25,8 +31,10 @@ pub(super) struct Worker<S> {
     /// attempts.
     pub(super) retry: Backoff,
     pub(super) metrics: Arc<Metrics>,
-    pub(super) rx: mpsc::UnboundedReceiver<Payload>,
+    pub(super) rx: mpsc::UnboundedReceiver<(Payload, Option<Binaries>)>,
     pub(super) shutdown: watch::Receiver<bool>,
+    /// Bounds the symbolized dumps held across failed attempts.
+    pub(super) held: MemorySlots,
 }
 
 /// A dump to deliver: on disk in the spool, or only in memory.
@@ -41,7 +49,7 @@ pub(super) enum Payload {
 }
 
 impl Payload {
-    fn record(&self) -> &SpoolRecord {
+    pub(super) fn record(&self) -> &SpoolRecord {
         match self {
             Payload::Spooled(s) => &s.record,
             Payload::Memory(r, ..) => r,
@@ -58,7 +66,7 @@ impl Payload {
 
 /// One dump being delivered.
 pub(super) struct Job {
-    dump: Payload,
+    pub(super) dump: Payload,
     attempts: u32,
     /// When the next attempt may start.
     due: Instant,
@@ -68,10 +76,18 @@ pub(super) struct Job {
     /// Where the dump's first alert went, for follow-ups in its thread;
     /// locked while that alert is being sent.
     thread: Arc<tokio::sync::Mutex<Option<SlackThread>>>,
+    /// The target's binaries, opened at capture time (None for a dump
+    /// found in the spool at start-up): kept until the dump is stored.
+    pub(super) binaries: Option<Arc<Binaries>>,
+    /// Whether the dump went through symbolization already.
+    pub(super) prepared: bool,
+    /// The symbolized dump, uploaded instead of the original, and its claim
+    /// on [`MAX_HELD_SYMBOLIZED`] once an attempt has failed.
+    pub(super) symbolized: Option<(bytes::Bytes, Option<MemorySlot>)>,
 }
 
 impl Job {
-    pub(super) fn new(dump: Payload) -> Job {
+    pub(super) fn new(dump: Payload, binaries: Option<Binaries>) -> Job {
         let alerted_spooled = dump.record().spooled_alert_sent;
         let thread = dump.record().slack_thread.clone();
         Job {
@@ -81,6 +97,9 @@ impl Job {
             alerted_spooled,
             last_error: None,
             thread: Arc::new(tokio::sync::Mutex::new(thread)),
+            binaries: binaries.map(Arc::new),
+            prepared: false,
+            symbolized: None,
         }
     }
 }
@@ -97,8 +116,8 @@ impl<S: ObjectStore> Worker<S> {
     pub(super) async fn run(mut self, mut jobs: Vec<Job>) {
         let mut open = true;
         loop {
-            while let Ok(d) = self.rx.try_recv() {
-                jobs.push(Job::new(d));
+            while let Ok((d, b)) = self.rx.try_recv() {
+                jobs.push(Job::new(d, b));
             }
             self.metrics.set_upload_queue(jobs.len());
             // The job due first; among equals, the one queued first.
@@ -107,7 +126,7 @@ impl<S: ObjectStore> Worker<S> {
                     return;
                 }
                 match self.rx.recv().await {
-                    Some(d) => jobs.push(Job::new(d)),
+                    Some((d, b)) => jobs.push(Job::new(d, b)),
                     None => open = false,
                 }
                 continue;
@@ -136,7 +155,7 @@ impl<S: ObjectStore> Worker<S> {
                     }
                 }
                 msg = self.rx.recv(), if open => match msg {
-                    Some(d) => jobs.push(Job::new(d)),
+                    Some((d, b)) => jobs.push(Job::new(d, b)),
                     None => open = false,
                 },
             }
@@ -146,10 +165,18 @@ impl<S: ObjectStore> Worker<S> {
     /// One upload attempt.
     async fn attempt(&self, job: &mut Job) -> Outcome {
         job.attempts += 1;
+        if !job.prepared {
+            self.prepare(job).await;
+        }
         let info = &job.dump.record().info;
-        let body = match &job.dump {
-            Payload::Spooled(s) => match spooled_file(&s.path).await {
-                Ok(()) => Body::File(s.path.clone()),
+        let body = match (&job.dump, &job.symbolized) {
+            // A spooled dump is checked even when its symbolized bytes are
+            // in memory: one evicted from a full spool is dropped, not sent.
+            (Payload::Spooled(s), symbolized) => match spooled_file(&s.path).await {
+                Ok(()) => match symbolized {
+                    Some((bytes, _)) => Body::Bytes(bytes.clone()),
+                    None => Body::File(s.path.clone()),
+                },
                 Err(FileTrouble::Gone) => {
                     self.metrics.failed(FailedStage::Lost);
                     error!(path = %s.path.display(), key = %info.key, "spooled dump is gone before upload (dropped from a full spool, or deleted); nothing left to store");
@@ -157,7 +184,9 @@ impl<S: ObjectStore> Worker<S> {
                 }
                 Err(FileTrouble::Unusable(why)) => return self.failed(job, why, true),
             },
-            Payload::Memory(_, bytes, _) => Body::Bytes(bytes.clone()),
+            (Payload::Memory(..), Some((bytes, _))) | (Payload::Memory(_, bytes, _), None) => {
+                Body::Bytes(bytes.clone())
+            }
         };
         let started = Instant::now();
         let result = self
@@ -165,6 +194,7 @@ impl<S: ObjectStore> Worker<S> {
             .put(&info.key, body, &object_metadata(info))
             .await;
         if let Err(e) = result {
+            self.hold_or_drop_symbolized(job);
             return self.failed(job, e.to_string(), e.is_retryable());
         }
         let took = started.elapsed();
@@ -173,6 +203,7 @@ impl<S: ObjectStore> Worker<S> {
             uri = %s3_uri(self.store.bucket(), &info.key),
             reason = %info.reason,
             bytes = info.size,
+            symbolized_bytes = job.symbolized.as_ref().map(|(b, _)| b.len()),
             attempts = job.attempts,
             took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
             "dump stored"

@@ -10,6 +10,8 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use monitor::capture::{CaptureError, CaptureSettings, SocketDumper, socket_path};
+use monitor::procfs::ProcFs;
+use monitor::symbolize::{self, Binaries, SymbolizeSettings};
 use testkit::demo::{DemoOptions, DemoTarget, rss_anon};
 use testkit::pprof;
 
@@ -94,11 +96,21 @@ async fn dump_from_the_demo_is_a_pprof_with_the_demos_functions() {
     );
     assert!(profile.samples > 0, "no samples in the profile");
     // The 32 MiB base block is sampled (lg_prof_sample 19 = every 512 KiB on
-    // average), so the demo's allocation function must be in the profile.
+    // average), so the demo's allocation function must be in the profile
+    // once the monitor has symbolized it from the demo's binary (the demo
+    // serves addresses only).
+    let binaries = Binaries::open(&ProcFs::default(), demo.pid());
+    let outcome = symbolize::process(&bytes, Some(&binaries), &SymbolizeSettings::default());
+    let symbolized = outcome
+        .symbolized
+        .as_deref()
+        .map(pprof::decode)
+        .unwrap_or_else(|| panic!("not symbolized: {}", outcome.summary()))
+        .unwrap();
     assert!(
-        profile.has_function("allocate_touched"),
+        symbolized.has_function("allocate_touched"),
         "allocate_touched missing from {:?}",
-        profile.functions
+        symbolized.functions
     );
     assert!(
         profile.totals[0] >= 16 * MIB as i64,

@@ -112,10 +112,16 @@ fn assert_bucket_matches_runs(rig: &Rig, dumps: &[Captured], runs: &[&Monitor]) 
     let mut ids = Vec::new();
     for d in dumps {
         let (body, meta) = rig.object(&d.key);
+        // The capture's bytes, or the symbolized profile made from them
+        // (its size is on the line that says it was stored).
+        let symbolized = runs
+            .iter()
+            .flat_map(|m| m.matching(&[logs::DUMP_STORED, &d.key]))
+            .find_map(|line| field(&line, "symbolized_bytes").and_then(|v| v.parse().ok()));
         assert_eq!(
             body.len() as u64,
-            d.bytes,
-            "{}: size differs from the capture",
+            symbolized.unwrap_or(d.bytes),
+            "{}: size differs from the capture (or its symbolized profile)",
             d.key
         );
         testkit::pprof::decode(&body).unwrap_or_else(|e| panic!("{} is not a pprof: {e:#}", d.key));
@@ -530,19 +536,20 @@ fn a_monitor_restarted_within_the_second_never_overwrites_a_dump() {
     let mut stored = Vec::new();
     for _ in 0..4 {
         let mut monitor = Monitor::start(&env);
+        // This run's own capture (a leftover of the killed run may be
+        // uploaded first, under its own key: that is no reuse).
         let line = monitor
             .wait_for(
-                &[logs::DUMP_STORED, logs::REASON_BASELINE],
+                &[logs::DUMP_CAPTURED, logs::REASON_BASELINE],
                 1,
                 Duration::from_secs(30),
             )
             .remove(0);
-        let uri = field(&line, "uri").unwrap_or_else(|| panic!("no uri in {line}"));
-        stored.push(
-            uri.rsplit_once("/it/")
-                .map(|(_, k)| format!("it/{k}"))
-                .unwrap(),
-        );
+        let key = field(&line, "key")
+            .unwrap_or_else(|| panic!("no key in {line}"))
+            .to_string();
+        monitor.wait_for(&[logs::DUMP_STORED, &key], 1, Duration::from_secs(30));
+        stored.push(key);
         monitor.kill();
     }
     let mut distinct = stored.clone();
@@ -577,8 +584,9 @@ fn a_target_answering_its_socket_badly_is_logged_with_the_cause_and_sampling_goe
         ),
         (
             "none",
-            Some(("DUMP_MAX_SIZE", "4KiB")),
-            "exceeds the cap of 4096 bytes",
+            // Below even an unsymbolized profile of the demo (~700 bytes).
+            Some(("DUMP_MAX_SIZE", "256")),
+            "exceeds the cap of 256 bytes",
         ),
     ] {
         assert_eq!(rig.demo.command(&format!("misbehave {how}")), "ok\n");

@@ -11,6 +11,7 @@
 //! - [`stats`]: the `stats` command against the demo and broken stand-ins;
 //! - [`store`]: `S3Store` against Garage;
 //! - [`tools`]: `memory-monitor diff`/`top` on stored dumps, files and `s3://`;
+//! - [`symbolize`]: unsymbolized dumps stored symbolized, and what happens when they cannot be;
 //! - [`notify`]: the Slack client against the stand-in;
 //! - [`chart`]: the alert's chart drawn and shared into its thread (upload flow, `missing_scope`);
 //! - [`end_to_end`]: the monitor binary in procfs mode, detection to alert;
@@ -50,6 +51,7 @@ mod observability;
 mod oom;
 mod stats;
 mod store;
+mod symbolize;
 mod tools;
 
 /// Whether a test needing eBPF (root and the monitor's eBPF object) can run
