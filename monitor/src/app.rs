@@ -19,8 +19,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, error, info, warn};
 
 use crate::capture::{CaptureSlot, Finished, Request};
+use crate::chart::ChartInput;
 use crate::config::Config;
-use crate::detector::{Assessment, Detector, Pressure};
+use crate::detector::{Assessment, Detection, Detector, Pressure};
 use crate::dump::{MemoryStats, Reason, Trigger};
 use crate::handoff::Handoff;
 use crate::metrics::{FailedStage, Metrics};
@@ -131,7 +132,7 @@ impl Monitor {
             let stats = self
                 .detector
                 .stats(self.sampler.rss_anon(target), self.history.last_pressure);
-            self.start_capture(Reason::Baseline, Trigger::Startup, stats, target);
+            self.start_capture(Reason::Baseline, Trigger::Startup, stats, target, None);
         }
     }
 
@@ -270,7 +271,8 @@ impl Monitor {
         }
         self.metrics.detection(d.reason, trigger);
         self.detector.capturing(&d);
-        self.start_capture(d.reason, trigger, d.stats, sample.target);
+        let chart = self.chart_of(&d, &sample);
+        self.start_capture(d.reason, trigger, d.stats, sample.target, chart);
     }
 
     fn start_capture(
@@ -279,6 +281,7 @@ impl Monitor {
         trigger: Trigger,
         stats: MemoryStats,
         target: ProcessId,
+        chart: Option<Box<ChartInput>>,
     ) {
         self.slot.start(Request {
             reason,
@@ -286,7 +289,20 @@ impl Monitor {
             stats,
             target,
             mode: self.sampler.sampling(),
+            chart,
         });
+    }
+
+    /// The window as the rule saw it, copied now: it slides on while the
+    /// dump is captured and stored.
+    fn chart_of(&self, d: &Detection, sample: &Sample) -> Option<Box<ChartInput>> {
+        let at = sample.at.into_std();
+        Some(Box::new(ChartInput::at_detection(
+            &self.detector,
+            d.reason,
+            &d.stats,
+            at,
+        )))
     }
 
     /// A capture ended: cooldowns and baseline bookkeeping, then the hand-off.
@@ -295,6 +311,7 @@ impl Monitor {
             request,
             result,
             binaries,
+            jemalloc,
         } = finished;
         let now = Instant::now();
         let captured = match result {
@@ -324,7 +341,7 @@ impl Monitor {
         }
         let key = self
             .handoff
-            .deliver(&request, captured, binaries, current_target);
+            .deliver(&request, captured, binaries, jemalloc, current_target);
         if current_target {
             self.history.dumped(key, &request, now);
             if matches!(request.reason, Reason::Spike | Reason::SlowLeak) {

@@ -14,6 +14,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tracing::{debug, error, info, warn};
 
+use crate::capture::JemallocStats;
 use crate::capture::{Captured, Request};
 use crate::dump::{DumpInfo, Reason};
 use crate::metrics::{FailedStage, Metrics};
@@ -71,6 +72,7 @@ impl Handoff {
         request: &Request,
         captured: Captured,
         binaries: Option<Binaries>,
+        jemalloc: Option<JemallocStats>,
         current_target: bool,
     ) -> String {
         let captured_at = Utc::now();
@@ -94,7 +96,9 @@ impl Handoff {
             self.latest_baseline_key = Some(info.key.clone());
         }
         let key = info.key.clone();
-        let record = SpoolRecord::new(info, baseline_key);
+        let mut record = SpoolRecord::new(info, baseline_key);
+        record.chart = request.chart.as_deref().cloned();
+        record.jemalloc = jemalloc;
         let keeper = Keeper {
             spool: self.spool.clone(),
             deliveries: self.uploader.deliveries(),

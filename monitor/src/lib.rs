@@ -15,8 +15,9 @@
 //! 5. **spool**: [`handoff`] names the dump ([`naming`]), records it ([`dump`])
 //!    and writes it to the [`spool`], which keeps it safe on disk;
 //! 6. **store**: the [`uploader`] symbolizes each dump ([`symbolize`], from
-//!    the target's binaries opened at capture; [`profile`] decodes it) and
-//!    puts it into S3 through [`store`], retrying with [`backoff`];
+//!    the target's binaries opened at capture; [`profile`] decodes it),
+//!    answers what grew since the baseline ([`analysis`]) and puts it into
+//!    S3 through [`store`], retrying with [`backoff`];
 //! 7. **notify**: the uploader tells Slack through [`notify`] (what grew,
 //!    from [`growth`], and how fast), with a [`chart`] of the window at the
 //!    detection in the alert's thread; when the
@@ -30,6 +31,7 @@
 //! (`memory-monitor diff`/`top`).
 
 pub mod alloc;
+pub mod analysis;
 pub mod app;
 pub mod backoff;
 pub mod capture;

@@ -339,13 +339,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     if args.lock_pages {
-        // SAFETY: mlockall takes flags only and touches no Rust-owned memory.
-        let rc = unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_ONFAULT) };
-        anyhow::ensure!(
-            rc == 0,
-            "mlockall: {} (needs CAP_IPC_LOCK or a large RLIMIT_MEMLOCK)",
-            std::io::Error::last_os_error()
-        );
+        memory::lock_pages()?;
     }
     SYMBOLIZED.store(args.symbolized, std::sync::atomic::Ordering::Relaxed);
     report_profiling();

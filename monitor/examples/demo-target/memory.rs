@@ -36,22 +36,28 @@ pub(crate) fn record(kind: &'static str) {
 /// Never inlined: its name is what the heap profile should show.
 #[inline(never)]
 pub(crate) fn allocate_touched(mib: usize) -> Vec<u8> {
-    let bytes = mib * MIB;
-    // vec![0; n] may hand out untouched zero pages; the writes below fault
-    // each page in so it counts in RssAnon.
-    let mut block = vec![0u8; bytes];
-    for i in (0..bytes).step_by(PAGE) {
-        block[i] = 1;
-    }
-    std::hint::black_box(&mut block);
+    let mut block = vec![0u8; mib * MIB];
+    touch(&mut block);
     block
 }
 
-/// Every leak's allocation goes through here: a name no other code has, so
-/// tests find it in the stored profile (never inlined, so it is a frame).
+/// Every leak's allocation is made here: a name no other code has, so tests
+/// find it in the stored profile and at the top of the alert's growth table
+/// (it allocates itself and is never inlined, so it is the blamed frame).
 #[inline(never)]
 pub(crate) fn leak_through_distinctive_grower(mib: usize) -> Vec<u8> {
-    std::hint::black_box(allocate_touched(mib))
+    let mut block = vec![0u8; mib * MIB];
+    touch(&mut block);
+    block
+}
+
+/// vec![0; n] may hand out untouched zero pages; a write per page faults
+/// each in so it counts in RssAnon.
+fn touch(block: &mut [u8]) {
+    for i in (0..block.len()).step_by(PAGE) {
+        block[i] = 1;
+    }
+    std::hint::black_box(block);
 }
 
 /// Allocates a spike, holds it for `hold`, frees it; records both edges.
@@ -120,4 +126,17 @@ pub(crate) fn leak_at(rate: f64, step: Duration) {
             }
         }
     });
+}
+
+/// Locks the pages mapped now once touched (`--lock-pages`): code included,
+/// so reclaim in a cgroup at its limit cannot evict it and read it back.
+pub(crate) fn lock_pages() -> anyhow::Result<()> {
+    // SAFETY: mlockall takes flags only and touches no Rust-owned memory.
+    let rc = unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_ONFAULT) };
+    anyhow::ensure!(
+        rc == 0,
+        "mlockall: {} (needs CAP_IPC_LOCK or a large RLIMIT_MEMLOCK)",
+        std::io::Error::last_os_error()
+    );
+    Ok(())
 }

@@ -123,6 +123,7 @@ impl Monitor {
             stats: d.stats,
             target: sample.target,
             mode: self.sampler.sampling(),
+            chart: self.chart_of(d, sample),
         };
         let replaced = self.slot.set_pending(request);
         self.detector.capturing(d);

@@ -24,10 +24,11 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use super::{CaptureError, Captured, SocketDumper};
+use super::{CaptureError, Captured, JemallocStats, SocketDumper};
 use crate::backoff::Backoff;
+use crate::chart::ChartInput;
 use crate::dump::{MemoryStats, Reason, Sampling, Trigger};
 use crate::metrics::Metrics;
 use crate::naming::rest_of_second;
@@ -41,7 +42,7 @@ const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// What a capture is for: everything recorded with the dump but its bytes.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Request {
     /// Why it is taken.
     pub reason: Reason,
@@ -53,6 +54,9 @@ pub struct Request {
     pub target: ProcessId,
     /// How the monitor was sampling.
     pub mode: Sampling,
+    /// The window when the rule fired, for the alert's chart and pace
+    /// (None for baseline dumps).
+    pub chart: Option<Box<ChartInput>>,
 }
 
 /// A capture that ended: the dump, or why there is none.
@@ -65,9 +69,17 @@ pub struct Finished {
     /// The target's binaries, opened while it dumped, for the symbolizer
     /// (None when symbolization is off or the capture failed).
     pub binaries: Option<Binaries>,
+    /// jemalloc's counters, asked right after the dump (None when the
+    /// capture failed or the target does not serve `stats`).
+    pub jemalloc: Option<JemallocStats>,
 }
 
-type Capture = (Result<Captured, CaptureError>, Option<Binaries>);
+/// What a capture task returns besides the dump itself.
+struct Capture {
+    result: Result<Captured, CaptureError>,
+    binaries: Option<Binaries>,
+    jemalloc: Option<JemallocStats>,
+}
 
 struct InFlight {
     request: Request,
@@ -184,7 +196,16 @@ impl CaptureSlot {
                 Some(task) if result.is_ok() => task.await.ok(),
                 _ => None,
             };
-            (result, binaries)
+            // Right after the dump, so the counters describe the same heap.
+            let jemalloc = match &result {
+                Ok(_) => ask_stats(&dumper, pid).await,
+                Err(_) => None,
+            };
+            Capture {
+                result,
+                binaries,
+                jemalloc,
+            }
         });
         self.in_flight = Some(InFlight { request, task });
     }
@@ -195,12 +216,13 @@ impl CaptureSlot {
         let Some(f) = self.in_flight.as_mut() else {
             return std::future::pending().await;
         };
-        let (result, binaries) = flatten((&mut f.task).await);
+        let (result, binaries, jemalloc) = flatten((&mut f.task).await);
         match self.in_flight.take() {
             Some(f) => Finished {
                 request: f.request,
                 result,
                 binaries,
+                jemalloc,
             },
             None => std::future::pending().await,
         }
@@ -266,9 +288,30 @@ impl CaptureSlot {
 /// Joins a capture task's result with the task's own failure (a panic).
 fn flatten(
     joined: Result<Capture, tokio::task::JoinError>,
-) -> (Result<Captured, String>, Option<Binaries>) {
+) -> (
+    Result<Captured, String>,
+    Option<Binaries>,
+    Option<JemallocStats>,
+) {
     match joined {
-        Ok((result, binaries)) => (result.map_err(|e| e.to_string()), binaries),
-        Err(e) => (Err(format!("capture task failed: {e}")), None),
+        Ok(c) => (c.result.map_err(|e| e.to_string()), c.binaries, c.jemalloc),
+        Err(e) => (Err(format!("capture task failed: {e}")), None, None),
+    }
+}
+
+/// jemalloc's counters from the target, or None: a target that does not
+/// serve `stats` is fine (the alert leaves the verdict out), anything else
+/// is worth a warning but never fails the capture.
+async fn ask_stats(dumper: &SocketDumper, pid: i32) -> Option<JemallocStats> {
+    match dumper.stats(Some(pid)).await {
+        Ok(stats) => Some(stats),
+        Err(e) if e.is_unsupported() => {
+            debug!(error = %e, "the target does not serve stats; the alert has no jemalloc verdict");
+            None
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot read jemalloc's counters after the dump; the alert has no jemalloc verdict");
+            None
+        }
     }
 }

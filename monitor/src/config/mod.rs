@@ -350,6 +350,7 @@ impl Config {
                     enabled: symbolize.ok_or_else(missing)?,
                     max_size: symbolize_max_size.ok_or_else(missing)?,
                 },
+                chart: slack_chart.ok_or_else(missing)?,
             },
             slack,
             slack_token_file: a.slack_api_token_file.map(Into::into),

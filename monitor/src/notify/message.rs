@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
+use super::growth::{GrowthSection, growth_blocks, growth_text};
 use super::settings::SlackSettings;
 use crate::dump::{DumpInfo, Reason, Trigger};
 use crate::store::{console_url, s3_uri};
@@ -45,6 +46,9 @@ pub struct Alert<'a> {
     pub location: Location,
     /// Key of the latest baseline dump of this target, to diff against.
     pub latest_baseline_key: Option<String>,
+    /// The answer: what grew, the jemalloc verdict, the pace (left out when
+    /// the dump could not be analysed).
+    pub growth: Option<GrowthSection<'a>>,
 }
 
 /// Builds the `chat.postMessage` body for an alert: channel, blocks and a
@@ -125,7 +129,9 @@ pub fn render(settings: &SlackSettings, alert: &Alert) -> Option<Value> {
 
     let (compare_text, compare_plain) = compare_hint(alert);
 
-    let blocks = json!([
+    // The answer comes right after the figures: it is what the reader acts on.
+    let answer = alert.growth.as_ref().map(growth_blocks).unwrap_or_default();
+    let mut blocks = json!([
         {"type": "header", "text": {"type": "plain_text", "text": title, "emoji": true}},
         {"type": "section", "fields": fields},
         {"type": "section", "text": {"type": "mrkdwn", "text": where_text}},
@@ -137,11 +143,21 @@ pub fn render(settings: &SlackSettings, alert: &Alert) -> Option<Value> {
             info.captured_at.format("%Y-%m-%d %H:%M:%S UTC")
         )}]},
     ]);
+    if let Some(list) = blocks.as_array_mut() {
+        list.splice(2..2, answer);
+    }
 
-    let text = esc(&format!(
+    let mut text = esc(&format!(
         "Memory {what} in {} on {} ({}/{}), noticed by {noticed_by}{mode}: {}. {where_plain}. {compare_plain}",
         info.binary, info.pod, settings.network, settings.environment, memory.plain
     ));
+    if let Some(section) = &alert.growth {
+        let line = growth_text(section);
+        if !line.is_empty() {
+            // Already escaped.
+            text = format!("{text} {line}");
+        }
+    }
 
     Some(json!({
         "channel": settings.effective_channel(),
@@ -203,21 +219,22 @@ fn increase(from: u64, to: u64) -> String {
     )
 }
 
-/// The baseline to diff against, with a ready `go tool pprof -base` command.
+/// The baseline to diff against, with a ready `memory-monitor diff` command
+/// (the whole table; needs `s3:GetObject`, no Go toolchain).
 fn compare_hint(alert: &Alert) -> (String, String) {
     let Some(base_key) = &alert.latest_baseline_key else {
         let text = "No baseline dump of this target yet, so nothing to diff against.";
         return (text.to_string(), text.to_string());
     };
-    let commands = match &alert.location {
+    let command = match &alert.location {
         Location::Stored { bucket, key, .. } => format!(
-            "aws s3 cp {} base.pb.gz\naws s3 cp {} dump.pb.gz\ngo tool pprof -base base.pb.gz dump.pb.gz",
+            "memory-monitor diff {} {}",
             s3_uri(bucket, base_key),
             s3_uri(bucket, key)
         ),
-        // The spool does not know the bucket; the reader copies the baseline by key.
+        // The spool does not know the bucket; the reader names the baseline by key.
         Location::Spooled { path, .. } => format!(
-            "# base.pb.gz = the object {base_key} in the dump bucket\ngo tool pprof -base base.pb.gz {}",
+            "memory-monitor diff \"s3://$BUCKET/{base_key}\" {}",
             path.display()
         ),
     };
@@ -225,9 +242,9 @@ fn compare_hint(alert: &Alert) -> (String, String) {
         format!(
             "*Compare with baseline* `{}`\n```{}```",
             esc(base_key),
-            esc(&commands)
+            esc(&command)
         ),
-        format!("Baseline to compare: {base_key} (go tool pprof -base)"),
+        format!("Baseline to compare: {base_key} (memory-monitor diff)."),
     )
 }
 
@@ -302,6 +319,7 @@ mod tests {
             info: &info,
             location: stored(),
             latest_baseline_key: None,
+            growth: None,
         };
         assert_eq!(render(&s, &alert).unwrap()["channel"], "alerts-prod");
         s.channel = "team-oncall".into();
@@ -329,6 +347,7 @@ mod tests {
             info: &info,
             location: stored(),
             latest_baseline_key: Some("heap/validator/2023/baseline-01HZA.pb.gz".into()),
+            growth: None,
         };
         let message = render(&settings(), &alert).unwrap();
         let text = all_text(&message);
@@ -345,8 +364,7 @@ mod tests {
             "https://s3.console.aws.amazon.com/s3/object/heap-dumps?region=eu-west-1&prefix=heap/validator/2023/spike-01HZX.pb.gz",
             "s3://heap-dumps/heap/validator/2023/spike-01HZX.pb.gz",
             "heap/validator/2023/baseline-01HZA.pb.gz",
-            "aws s3 cp s3://heap-dumps/heap/validator/2023/baseline-01HZA.pb.gz base.pb.gz",
-            "go tool pprof -base base.pb.gz dump.pb.gz",
+            "memory-monitor diff s3://heap-dumps/heap/validator/2023/baseline-01HZA.pb.gz s3://heap-dumps/heap/validator/2023/spike-01HZX.pb.gz",
         ] {
             assert!(text.contains(needle), "blocks lack {needle:?}:\n{text}");
         }
@@ -374,12 +392,13 @@ mod tests {
             info: &info,
             location: stored(),
             latest_baseline_key: None,
+            growth: None,
         };
         let message = render(&settings(), &alert).unwrap();
         let text = all_text(&message);
         assert!(text.contains("slow leak, noticed by a tick (procfs mode)"));
         assert!(text.contains("No baseline dump"));
-        assert!(!text.contains("pprof -base"));
+        assert!(!text.contains("memory-monitor diff"));
     }
 
     #[test]
@@ -391,6 +410,7 @@ mod tests {
             info: &info,
             location: stored(),
             latest_baseline_key: None,
+            growth: None,
         };
         let text = all_text(&render(&settings(), &alert).unwrap());
         assert!(text.contains("Memory near OOM in"), "{text}");
@@ -410,6 +430,7 @@ mod tests {
             info: &plain,
             location: stored(),
             latest_baseline_key: None,
+            growth: None,
         };
         assert!(!all_text(&render(&settings(), &alert).unwrap()).contains("Working set"));
     }
@@ -428,15 +449,18 @@ mod tests {
                 why: "PutObject heap-dumps/heap/x: dispatch failure".into(),
             },
             latest_baseline_key: Some("heap/validator/baseline.pb.gz".into()),
+            growth: None,
         };
         let message = render(&settings(), &alert).unwrap();
         let text = all_text(&message);
         assert!(text.contains("spooled locally at `/var/spool/memory-monitor/01HZX.pb.gz`"));
         assert!(text.contains("PutObject heap-dumps/heap/x: dispatch failure"));
         assert!(
-            text.contains("go tool pprof -base base.pb.gz /var/spool/memory-monitor/01HZX.pb.gz")
+            text.contains(
+                "memory-monitor diff \"s3://$BUCKET/heap/validator/baseline.pb.gz\" /var/spool/memory-monitor/01HZX.pb.gz"
+            )
         );
-        assert!(!text.contains("s3://"));
+        assert!(!text.contains("s3://heap-dumps"));
         assert!(!text.contains("console.aws.amazon.com"));
         assert!(
             message["text"]
@@ -453,6 +477,7 @@ mod tests {
             info: &info,
             location: stored(),
             latest_baseline_key: None,
+            growth: None,
         };
         assert!(render(&settings(), &alert).is_none());
     }
@@ -486,6 +511,7 @@ mod tests {
                 key: "a|b>c d".into(),
             },
             latest_baseline_key: None,
+            growth: None,
         };
         let mut message = render(&settings(), &alert).unwrap();
         // The header is plain_text, which Slack shows literally: no escaping there.
@@ -511,6 +537,7 @@ mod tests {
             info: &info,
             location: stored(),
             latest_baseline_key: None,
+            growth: None,
         };
         let message = render(&settings(), &alert).unwrap();
         let title = message["blocks"][0]["text"]["text"].as_str().unwrap();

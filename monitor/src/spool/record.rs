@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{Spool, SpoolError, Spooled};
+use crate::capture::JemallocStats;
 use crate::chart::ChartInput;
 use crate::dump::DumpInfo;
 use crate::notify::SlackThread;
@@ -20,7 +21,8 @@ use crate::notify::SlackThread;
 ///   dump across monitor restarts;
 /// - 4: `slack_thread`, where that alert was posted, so the dump's follow-up
 ///   (stored after all) replies in its thread, across restarts too; `chart`,
-///   the window at the detection, for the alert's chart.
+///   the window at the detection, for the alert's chart; `jemalloc`, the
+///   target's counters right after the dump, for the alert's verdict.
 pub const RECORD_VERSION: u32 = 4;
 
 /// What is stored beside each dump.
@@ -42,6 +44,9 @@ pub struct SpoolRecord {
     /// What the alert's chart shows (spike, slow-leak and near-OOM dumps).
     #[serde(default)]
     pub chart: Option<ChartInput>,
+    /// jemalloc's counters right after the dump (targets serving `stats`).
+    #[serde(default)]
+    pub jemalloc: Option<JemallocStats>,
 }
 
 impl SpoolRecord {
@@ -54,6 +59,7 @@ impl SpoolRecord {
             spooled_alert_sent: false,
             slack_thread: None,
             chart: None,
+            jemalloc: None,
         }
     }
 }

@@ -21,6 +21,7 @@ use crate::spool::{Spool, SpoolRecord, Spooled};
 use crate::store::ObjectStore;
 use crate::symbolize::SymbolizeSettings;
 
+mod alert;
 mod memory;
 mod prepare;
 mod worker;
@@ -46,6 +47,9 @@ pub struct UploaderSettings {
     pub alert_spooled_after: Duration,
     /// Symbolization before the upload (SYMBOLIZE, SYMBOLIZE_MAX_SIZE).
     pub symbolize: SymbolizeSettings,
+    /// Draw the chart of the window, store it beside the dump and share it
+    /// in the alert's thread (SLACK_CHART).
+    pub chart: bool,
 }
 
 /// Handle to the running uploader.
@@ -88,6 +92,7 @@ impl Uploader {
             rx,
             shutdown,
             held: MemorySlots::new(worker::MAX_HELD_SYMBOLIZED),
+            baseline: std::sync::Mutex::new(None),
         };
         Uploader {
             deliveries: Deliveries {

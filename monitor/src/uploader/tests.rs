@@ -115,6 +115,7 @@ fn start_with(
         max_delay: Duration::from_millis(50),
         alert_spooled_after: Duration::from_secs(3600),
         symbolize: crate::symbolize::SymbolizeSettings::default(),
+        chart: true,
     };
     let metrics = Arc::new(Metrics::new(Duration::from_secs(1)));
     let uploader = Uploader::spawn(store, notifier, spool, settings, metrics, stopping);

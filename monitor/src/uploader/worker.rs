@@ -9,10 +9,10 @@ use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use super::{MemorySlot, MemorySlots, PERMANENT_RETRY_DELAY, UploaderSettings};
+use crate::analysis::{Answer, Baseline};
 use crate::backoff::Backoff;
-use crate::dump::Reason;
 use crate::metrics::{FailedStage, Metrics};
-use crate::notify::{Alert, Location, SlackNotifier, SlackThread};
+use crate::notify::{Location, SlackNotifier, SlackThread};
 use crate::spool::{Spool, SpoolRecord, Spooled};
 use crate::store::{Body, ObjectStore, object_metadata, s3_uri};
 use crate::symbolize::Binaries;
@@ -35,6 +35,8 @@ pub(super) struct Worker<S> {
     pub(super) shutdown: watch::Receiver<bool>,
     /// Bounds the symbolized dumps held across failed attempts.
     pub(super) held: MemorySlots,
+    /// The latest baseline dump, decoded, that later dumps are compared with.
+    pub(super) baseline: std::sync::Mutex<Option<Arc<Baseline>>>,
 }
 
 /// A dump to deliver: on disk in the spool, or only in memory.
@@ -75,7 +77,7 @@ pub(super) struct Job {
     last_error: Option<String>,
     /// Where the dump's first alert went, for follow-ups in its thread;
     /// locked while that alert is being sent.
-    thread: Arc<tokio::sync::Mutex<Option<SlackThread>>>,
+    pub(super) thread: Arc<tokio::sync::Mutex<Option<SlackThread>>>,
     /// The target's binaries, opened at capture time (None for a dump
     /// found in the spool at start-up): kept until the dump is stored.
     pub(super) binaries: Option<Arc<Binaries>>,
@@ -84,6 +86,11 @@ pub(super) struct Job {
     /// The symbolized dump, uploaded instead of the original, and its claim
     /// on [`MAX_HELD_SYMBOLIZED`] once an attempt has failed.
     pub(super) symbolized: Option<(bytes::Bytes, Option<MemorySlot>)>,
+    /// What grew, the verdict and the pace (spike, leak and near-OOM dumps
+    /// that went through [`Worker::prepare`]).
+    pub(super) answer: Option<Arc<Answer>>,
+    /// The chart of the window at the detection, as PNG.
+    pub(super) chart: Option<bytes::Bytes>,
 }
 
 impl Job {
@@ -100,6 +107,8 @@ impl Job {
             binaries: binaries.map(Arc::new),
             prepared: false,
             symbolized: None,
+            answer: None,
+            chart: None,
         }
     }
 }
@@ -215,6 +224,7 @@ impl<S: ObjectStore> Worker<S> {
                 warn!(error = %e, "stored, but could not remove it from the spool; it may be uploaded again (same key, same bytes)");
             }
         }
+        self.store_beside(job).await;
         self.alert(
             job,
             Location::Stored {
@@ -272,66 +282,6 @@ impl<S: ObjectStore> Worker<S> {
                 }
             }
         }
-    }
-
-    /// Sends a Slack alert in the background so a slow Slack never holds uploads.
-    /// The "spooled locally" alert holds the job's thread until Slack answers
-    /// and notes where it went (in the spool record too); the dump's later
-    /// "stored" alert waits for that and replies in its thread.
-    fn alert(&self, job: &Job, location: Location) {
-        let Some(notifier) = self.notifier.clone() else {
-            return;
-        };
-        if job.dump.record().info.reason == Reason::Baseline {
-            return;
-        }
-        let record = job.dump.record().clone();
-        let thread = job.thread.clone();
-        // Taken before the task starts, so a follow-up never overtakes it.
-        let first = matches!(location, Location::Spooled { .. })
-            .then(|| thread.clone().try_lock_owned().ok())
-            .flatten();
-        let remember = match &job.dump {
-            Payload::Spooled(s) => Some((self.spool.clone(), s.clone())),
-            Payload::Memory(..) => None,
-        };
-        tokio::spawn(async move {
-            let alert = Alert {
-                info: &record.info,
-                location,
-                latest_baseline_key: record.baseline_key.clone(),
-            };
-            let sent = match first {
-                Some(mut held) => {
-                    let sent = notifier.send(&alert).await;
-                    if let Ok(Some(posted)) = &sent {
-                        *held = Some(posted.clone());
-                        note_thread(remember, posted.clone()).await;
-                    }
-                    sent
-                }
-                None => match thread.lock().await.clone() {
-                    Some(parent) => notifier.reply(&alert, &parent).await,
-                    None => notifier.send(&alert).await,
-                },
-            };
-            match sent {
-                Ok(_) => info!(key = %record.info.key, "Slack alert sent"),
-                Err(e) => {
-                    error!(error = %e, key = %record.info.key, "Slack alert failed; the dump itself is safe")
-                }
-            }
-        });
-    }
-}
-
-/// Keeps where a spooled dump's first alert went in its spool record, so
-/// its follow-up replies in that thread after a restart too.
-async fn note_thread(spooled: Option<(Spool, Spooled)>, thread: SlackThread) {
-    let Some((spool, s)) = spooled else { return };
-    let noted = tokio::task::spawn_blocking(move || spool.note_thread(&s, thread)).await;
-    if let Ok(Err(e)) = noted {
-        warn!(error = %e, "cannot note the alert's thread in the spool record; after a restart its follow-up is a new message");
     }
 }
 

@@ -60,6 +60,7 @@ fn stored(info: &DumpInfo) -> Alert<'_> {
             key: info.key.clone(),
         },
         latest_baseline_key: None,
+        growth: None,
     }
 }
 

@@ -4,6 +4,7 @@
 //! loopback, a Slack stand-in over HTTP, the kernel's eBPF. The rig lives in
 //! the `testkit` crate.
 //!
+//! - [`answer`]: the alert names the function that grew, with verdict, pace and chart;
 //! - [`backoff`]: a target whose captures keep failing is not asked at every sample;
 //! - [`capture`]: heap-dump capture from the demo and from broken targets;
 //! - [`cgroup`]: the target's memory cgroup located, read, and watched (v2);
@@ -32,6 +33,7 @@
 //! target by name), servers bind port 0, and nothing sets an environment
 //! variable or a limit of this process (children get theirs).
 
+mod answer;
 mod backoff;
 mod capture;
 mod cgroup;

@@ -54,6 +54,7 @@ fn stored(info: &DumpInfo) -> Alert<'_> {
             key: info.key.clone(),
         },
         latest_baseline_key: Some("dumps/validator/baseline-01J0BASE.pb.gz".into()),
+        growth: None,
     }
 }
 
@@ -119,7 +120,7 @@ async fn posts_to_the_routed_channel_with_bearer_token_and_every_field() {
         "https://s3.console.aws.amazon.com/s3/object/heap-dumps?region=eu-central-1&prefix=dumps/validator/spike-01J0DUMP.pb.gz",
         "s3://heap-dumps/dumps/validator/spike-01J0DUMP.pb.gz",
         "dumps/validator/baseline-01J0BASE.pb.gz",
-        "go tool pprof -base base.pb.gz dump.pb.gz",
+        "memory-monitor diff s3://heap-dumps/dumps/validator/baseline-01J0BASE.pb.gz s3://heap-dumps/dumps/validator/spike-01J0DUMP.pb.gz",
     ] {
         assert!(
             request.raw.contains(needle),
