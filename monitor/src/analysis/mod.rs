@@ -31,6 +31,8 @@ pub struct Baseline {
     pub pid: i32,
     /// Its object key.
     pub key: String,
+    /// When it was captured: only later dumps are compared with it.
+    pub captured_at: chrono::DateTime<chrono::Utc>,
     /// The profile (symbolized where the binaries allowed).
     pub profile: Profile,
     /// jemalloc's counters right after it (targets serving `stats`).
@@ -76,7 +78,7 @@ impl Answer {
 
 /// Computes the answer for the dump `info` from its decoded `profile`, the
 /// counters after it, the window at its detection and the target's
-/// `baseline` (used only when it is of the same process). `top` rows.
+/// `baseline` (used only when it is of the same process and older). `top` rows.
 pub fn answer(
     info: &DumpInfo,
     profile: Option<&Profile>,
@@ -85,7 +87,7 @@ pub fn answer(
     baseline: Option<&Baseline>,
     top: usize,
 ) -> Answer {
-    let baseline = baseline.filter(|b| b.pid == info.pid);
+    let baseline = baseline.filter(|b| b.pid == info.pid && b.captured_at <= info.captured_at);
     let (growth, growth_missing) = match (profile, baseline) {
         (None, _) => (None, Some("the dump could not be decoded".to_string())),
         (Some(p), Some(b)) => split(growth::diff(&b.profile, p, top)),
@@ -96,7 +98,16 @@ pub fn answer(
         _ => None,
     };
     let rate = chart.and_then(rate_of);
-    let headroom = match (rate, Pressure::of(&info.stats)) {
+    // Without a readable cgroup, RssAnon stands in for the working set, as
+    // for the near-OOM rule under MEMORY_LIMIT.
+    let pressure = Pressure::of(&info.stats).or_else(|| {
+        let limit = info.stats.memory_limit.filter(|l| *l > 0)?;
+        Some(Pressure {
+            working_set: info.stats.current,
+            limit,
+        })
+    });
+    let headroom = match (rate, pressure) {
         (Some(r), Some(p)) => Some(r.headroom(p.working_set, p.limit)),
         _ => None,
     };

@@ -70,6 +70,7 @@ fn baseline(pid: i32) -> Baseline {
     Baseline {
         pid,
         key: "heap/base.pprof".into(),
+        captured_at: chrono::DateTime::UNIX_EPOCH,
         profile: profile(&[
             ("app::cache::insert", 10 * MIB as i64),
             ("app::steady", 5 * MIB as i64),
@@ -180,4 +181,28 @@ fn unusable_sample_times_are_skipped_not_a_panic() {
 fn files_beside_a_dump_share_its_stem() {
     assert_eq!(beside("p/x-spike.pprof", ".png"), "p/x-spike.png");
     assert_eq!(beside("p/odd", ".summary.json"), "p/odd.summary.json");
+}
+
+#[test]
+fn a_baseline_taken_after_the_dump_is_not_compared_against() {
+    let info = DumpInfo::example(Reason::Spike);
+    let mut later = baseline(info.pid);
+    later.captured_at = info.captured_at + chrono::Duration::seconds(1);
+    let dump = profile(&[("app::cache::insert", 90 * MIB as i64)]);
+    let a = answer(&info, Some(&dump), None, None, Some(&later), 5);
+    assert!(!a.growth.expect("top in-use sites").against_baseline);
+    assert_eq!(a.baseline_key, None);
+}
+
+#[test]
+fn without_a_working_set_rss_anon_stands_in_under_a_known_limit() {
+    let mut info = DumpInfo::example(Reason::Spike);
+    info.stats.working_set = None;
+    info.stats.current = 900 * MIB;
+    info.stats.memory_limit = Some(1000 * MIB);
+    let chart = climbing(61, 800 * MIB, MIB, Some(1000 * MIB));
+    let h = answer(&info, None, None, Some(&chart), None, 5)
+        .headroom
+        .expect("a headroom from RssAnon");
+    assert_eq!(h.bytes, 100 * MIB);
 }

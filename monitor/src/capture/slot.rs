@@ -74,6 +74,9 @@ pub struct Finished {
     pub jemalloc: Option<JemallocStats>,
 }
 
+/// How long the target may take to answer `stats` after a dump.
+const STATS_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// What a capture task returns besides the dump itself.
 struct Capture {
     result: Result<Captured, CaptureError>,
@@ -303,7 +306,13 @@ fn flatten(
 /// serve `stats` is fine (the alert leaves the verdict out), anything else
 /// is worth a warning but never fails the capture.
 async fn ask_stats(dumper: &SocketDumper, pid: i32) -> Option<JemallocStats> {
-    match dumper.stats(Some(pid)).await {
+    // The dump waits in the staging file meanwhile: a slow target must not
+    // hold its hand-off to the spool.
+    let Ok(answer) = tokio::time::timeout(STATS_TIMEOUT, dumper.stats(Some(pid))).await else {
+        warn!(after = ?STATS_TIMEOUT, "the target did not answer stats in time; the alert has no jemalloc verdict");
+        return None;
+    };
+    match answer {
         Ok(stats) => Some(stats),
         Err(e) if e.is_unsupported() => {
             debug!(error = %e, "the target does not serve stats; the alert has no jemalloc verdict");

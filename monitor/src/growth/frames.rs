@@ -22,16 +22,6 @@
 /// compilers). Never blamed while any other frame exists.
 pub const ALLOCATOR_PREFIXES: &[&str] = &[
     "_rjem_",
-    "je_",
-    "prof_",
-    "imalloc",
-    "ialloc",
-    "iralloc",
-    "do_rallocx",
-    "do_xallocx",
-    "arena_",
-    "tcache_",
-    "malloc_default",
     "__rustc::",
     "__rust_alloc",
     "__rust_realloc",
@@ -44,6 +34,21 @@ pub const ALLOCATOR_PREFIXES: &[&str] = &[
     "tikv_jemallocator::",
     "alloc::alloc::",
     "std::alloc::",
+];
+
+/// jemalloc's internal C functions: matched only on names without `::` (C
+/// symbols), so a Rust crate named e.g. `arena_…` or `prof_…` is still blamed.
+pub const JEMALLOC_C_PREFIXES: &[&str] = &[
+    "je_",
+    "prof_",
+    "imalloc",
+    "ialloc",
+    "iralloc",
+    "do_rallocx",
+    "do_xallocx",
+    "arena_",
+    "tcache_",
+    "malloc_default",
 ];
 
 /// The C allocation API, matched whole (as prefixes they would also catch
@@ -93,7 +98,11 @@ pub enum FrameKind {
 pub fn classify(name: &str) -> FrameKind {
     let bare = subject(name);
     let starts = |prefixes: &[&str]| prefixes.iter().any(|p| bare.starts_with(p));
-    if ALLOCATOR_NAMES.contains(&name) || starts(ALLOCATOR_PREFIXES) {
+    let c_symbol = !bare.contains("::");
+    if ALLOCATOR_NAMES.contains(&name)
+        || starts(ALLOCATOR_PREFIXES)
+        || (c_symbol && starts(JEMALLOC_C_PREFIXES))
+    {
         FrameKind::Allocator
     } else if starts(COLLECTION_PREFIXES) {
         FrameKind::Collections
@@ -234,6 +243,19 @@ fn strip_hash(name: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rust_crates_named_like_jemalloc_internals_are_still_blamed() {
+        for name in [
+            "arena_alloc::Arena::push",
+            "prof_tools::record",
+            "je_utils::grow",
+            "<arena_foo::Pool as core::ops::Drop>::drop",
+        ] {
+            assert_eq!(classify(name), FrameKind::Caller, "{name}");
+        }
+        assert_eq!(classify("arena_malloc_hard"), FrameKind::Allocator);
+    }
 
     #[test]
     fn allocator_frames_are_recognised() {

@@ -10,6 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
 use tracing::{info, warn};
 
 use super::worker::{Job, Payload, Worker};
@@ -35,6 +37,8 @@ enum Analysed {
     /// Any other dump: its answer and chart (PNG).
     Answer(Box<Answer>, Option<Vec<u8>>),
     /// A baseline that could not be decoded: nothing to compare with.
+    Unreadable,
+    /// Analysed at an earlier attempt already.
     Nothing,
 }
 
@@ -44,6 +48,7 @@ impl<S: ObjectStore> Worker<S> {
         job.prepared = true;
         let record = job.dump.record().clone();
         let key = record.info.key.clone();
+        let record_time = record.info.captured_at;
         let settings = self.settings.symbolize;
         let draw = self.settings.chart;
         let binaries = job.binaries.clone();
@@ -53,6 +58,8 @@ impl<S: ObjectStore> Worker<S> {
             Payload::Memory(_, bytes, _) => Source::Bytes(bytes.clone()),
         };
         let baseline = self.latest_baseline();
+        let first_analysis = !job.analysed;
+        job.analysed = true;
         let done = tokio::task::spawn_blocking(move || {
             let outcome = match source {
                 Source::File(path) => read_bounded(&path, settings.max_size),
@@ -61,7 +68,11 @@ impl<S: ObjectStore> Worker<S> {
             .map(|bytes| symbolize::process(&bytes, binaries.as_deref(), &settings));
             let mut outcome = outcome;
             let profile = outcome.as_mut().ok().and_then(|o| o.profile.take());
-            let analysed = analyse(&record, profile, baseline.as_deref(), draw);
+            let analysed = if first_analysis {
+                analyse(&record, profile, baseline.as_deref(), draw)
+            } else {
+                Analysed::Nothing
+            };
             (outcome, analysed)
         })
         .await;
@@ -76,9 +87,13 @@ impl<S: ObjectStore> Worker<S> {
         match analysed {
             Analysed::Baseline(b) => {
                 info!(key = %key, "baseline kept for comparison with the dumps that follow");
-                if let Ok(mut latest) = self.baseline.lock() {
-                    *latest = Some(Arc::from(b));
-                }
+                self.replace_baseline(record_time, Some(Arc::from(b)));
+            }
+            Analysed::Unreadable => {
+                // Comparing later dumps with an older baseline would not
+                // match the baseline their alerts name.
+                info!(key = %key, "baseline not decoded: dumps that follow show their top in-use sites");
+                self.replace_baseline(record_time, None);
             }
             Analysed::Answer(answer, png) => {
                 log_answer(&answer);
@@ -96,6 +111,10 @@ impl<S: ObjectStore> Worker<S> {
             }
         };
         self.metrics.symbolized(outcome.symbolized.is_some());
+        if outcome.symbolized.is_none() {
+            // Nothing to gain from them at a later attempt: let the files go.
+            job.binaries = None;
+        }
         let summary = outcome.summary();
         match &outcome.symbolized {
             Some(_) => info!(key = %key, "{summary}"),
@@ -110,6 +129,23 @@ impl<S: ObjectStore> Worker<S> {
     /// The baseline later dumps are compared with, if any.
     fn latest_baseline(&self) -> Option<Arc<Baseline>> {
         self.baseline.lock().ok().and_then(|b| b.clone())
+    }
+
+    /// Makes the baseline captured at `at` the one compared with, unless a
+    /// newer one is there already (a retried upload can come late). The old
+    /// one (a decoded profile, many allocations) is freed off the runtime.
+    fn replace_baseline(&self, at: DateTime<Utc>, new: Option<Arc<Baseline>>) {
+        let Ok(mut latest) = self.baseline.lock() else {
+            return;
+        };
+        if latest.as_ref().is_some_and(|b| b.captured_at > at) {
+            return;
+        }
+        let old = std::mem::replace(&mut *latest, new);
+        drop(latest);
+        if old.is_some() {
+            tokio::task::spawn_blocking(move || drop(old));
+        }
     }
 
     /// After the dump is stored: its answer as JSON and its chart beside it
@@ -153,17 +189,35 @@ impl<S: ObjectStore> Worker<S> {
     }
 }
 
-/// Reads a spooled dump when it is within `max` bytes.
+/// Reads a spooled dump when it is within `max` bytes, without following a
+/// symlink (as the upload does not): a link planted in its place would
+/// have the monitor read and store what it points at.
 fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, String> {
-    let len = std::fs::metadata(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        .len();
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(cannot)?;
+    let len = file.metadata().map_err(cannot)?.len();
     if len > max {
         return Err(format!(
             "the dump is {len} bytes, over SYMBOLIZE_MAX_SIZE ({max} bytes)"
         ));
     }
-    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    // One byte past the bound: a file that grew since is refused too.
+    file.take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > max {
+        return Err(format!(
+            "the dump grew past SYMBOLIZE_MAX_SIZE ({max} bytes)"
+        ));
+    }
+    Ok(bytes)
 }
 
 /// The analysis of one dump, from its decoded profile (None when it could
@@ -180,10 +234,11 @@ fn analyse(
             Some(profile) => Analysed::Baseline(Box::new(Baseline {
                 pid: info.pid,
                 key: info.key.clone(),
+                captured_at: info.captured_at,
                 profile,
                 jemalloc: record.jemalloc,
             })),
-            None => Analysed::Nothing,
+            None => Analysed::Unreadable,
         };
     }
     let answer = analysis::answer(

@@ -91,6 +91,9 @@ pub(super) struct Job {
     pub(super) answer: Option<Arc<Answer>>,
     /// The chart of the window at the detection, as PNG.
     pub(super) chart: Option<bytes::Bytes>,
+    /// Whether the analysis ran: once per dump, even when a failed attempt
+    /// makes it symbolized again (a later baseline must not change its answer).
+    pub(super) analysed: bool,
 }
 
 impl Job {
@@ -109,6 +112,7 @@ impl Job {
             symbolized: None,
             answer: None,
             chart: None,
+            analysed: false,
         }
     }
 }
@@ -191,7 +195,10 @@ impl<S: ObjectStore> Worker<S> {
                     error!(path = %s.path.display(), key = %info.key, "spooled dump is gone before upload (dropped from a full spool, or deleted); nothing left to store");
                     return Outcome::Done;
                 }
-                Err(FileTrouble::Unusable(why)) => return self.failed(job, why, true),
+                Err(FileTrouble::Unusable(why)) => {
+                    self.hold_or_drop_symbolized(job);
+                    return self.failed(job, why, true);
+                }
             },
             (Payload::Memory(..), Some((bytes, _))) | (Payload::Memory(_, bytes, _), None) => {
                 Body::Bytes(bytes.clone())
@@ -221,7 +228,7 @@ impl<S: ObjectStore> Worker<S> {
             let (spool, s) = (self.spool.clone(), s.clone());
             let removed = tokio::task::spawn_blocking(move || spool.remove(&s)).await;
             if let Ok(Err(e)) = removed {
-                warn!(error = %e, "stored, but could not remove it from the spool; it may be uploaded again (same key, same bytes)");
+                warn!(error = %e, "stored, but could not remove it from the spool; it may be uploaded again after a restart (same key; as it came, if it was stored symbolized)");
             }
         }
         self.store_beside(job).await;

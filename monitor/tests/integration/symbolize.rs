@@ -1,7 +1,8 @@
 //! Symbolization in the monitor: the demo serves unsymbolized profiles (what
 //! jemalloc_pprof produces without its `symbolize` feature), the monitor
 //! binary resolves them from the demo's own executable and stores them with
-//! function names; a profile of another build is stored as it came, saying why.
+//! function names; a profile of another build is stored as it came, saying
+//! why, and its alert's growth table shows addresses.
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use testkit::logs;
 use testkit::monitor::Monitor;
 use testkit::pprof;
 use testkit::rig::{Rig, steady};
+use testkit::slack::SlackStandIn;
 
 /// The demo's leaks go through this function (never inlined).
 const LEAK_FN: &str = "leak_through_distinctive_grower";
@@ -48,11 +50,19 @@ fn an_unsymbolized_dump_is_stored_with_the_targets_function_names() {
 
 #[test]
 fn a_profile_of_another_build_is_stored_unsymbolized_saying_why() {
-    let rig = Rig::new(steady("mm-sym-foreign", 16));
+    let rig = Rig::new(steady("mm-sym-foreign", 32));
     rig.demo.leak(8);
     assert_eq!(rig.demo.command("misbehave foreign-build"), "ok\n");
 
-    let monitor = Monitor::start(&rig.env(&[]));
+    let slack = SlackStandIn::start();
+    let slack_url = slack.url();
+    let monitor = Monitor::start(&rig.env(&[
+        ("SLACK_API_TOKEN", "xoxb-test-token"),
+        ("SLACK_API_URL", &slack_url),
+        ("ENVIRONMENT", "staging"),
+        ("NETWORK", "testnet"),
+        ("DUMP_COOLDOWN", "60s"),
+    ]));
     let key = rig
         .wait_for_keys("baseline", 1, Duration::from_secs(30), &monitor)
         .remove(0);
@@ -66,6 +76,36 @@ fn a_profile_of_another_build_is_stored_unsymbolized_saying_why() {
     );
     let lines = monitor.wait_for(&[logs::WRONG_BUILD_ID, &key], 1, Duration::from_secs(5));
     assert!(lines[0].contains("deadbeef"), "{lines:?}");
+
+    // A slow leak of such a target: the alert's table shows addresses
+    // rather than nothing.
+    monitor.wait_for(&[logs::BASELINE_SET], 1, Duration::from_secs(20));
+    for _ in 0..4 {
+        rig.demo.leak(8);
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    rig.wait_for_keys("slow-leak", 1, Duration::from_secs(30), &monitor);
+    let deadline = std::time::Instant::now() + testkit::patience::stretch(Duration::from_secs(30));
+    let alert = loop {
+        if let Some(r) = slack
+            .requests()
+            .into_iter()
+            .find(|r| r.raw.contains("slow leak"))
+        {
+            break r.raw.replace("\\n", "\n");
+        }
+        assert!(std::time::Instant::now() < deadline, "no slow-leak alert");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let row = alert
+        .lines()
+        .skip_while(|l| !l.trim_end().ends_with("function"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no growth table:\n{alert}"));
+    assert!(
+        row.contains("0x"),
+        "an address in the first row {row:?}:\n{alert}"
+    );
 }
 
 #[test]
