@@ -21,14 +21,9 @@ const GROWER: &str = "leak_through_distinctive_grower";
 fn a_slow_leak_alert_names_the_function_that_grew_with_verdict_pace_and_chart() {
     let rig = Rig::new(steady("mm-answer", 32));
     let slack = SlackStandIn::start();
-    let slack_url = slack.url();
-    let monitor = Monitor::start(&rig.env(&[
-        ("SLACK_API_TOKEN", "xoxb-test-token"),
-        ("SLACK_API_URL", &slack_url),
-        ("ENVIRONMENT", "staging"),
-        ("NETWORK", "testnet"),
-        ("DUMP_COOLDOWN", "60s"),
-    ]));
+    let mut env = rig.env(&[("DUMP_COOLDOWN", "60s")]);
+    env.extend(slack.monitor_env());
+    let monitor = Monitor::start(&env);
     let baseline = rig
         .wait_for_keys("baseline", 1, Duration::from_secs(30), &monitor)
         .remove(0);
@@ -47,7 +42,9 @@ fn a_slow_leak_alert_names_the_function_that_grew_with_verdict_pace_and_chart() 
     assert!(stored.has_function(GROWER), "{:?}", stored.functions);
 
     // The alert: the grower first in the table, the verdict, the pace.
-    let alert = wait_for_alert(&slack, "slow leak", &monitor);
+    let alert = slack
+        .wait_for_message("slow leak", Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("no slow-leak alert:\n{}", monitor.logs().join("\n")));
     let text = alert.raw.replace("\\n", "\n");
     eprintln!("the alert as posted:\n{text}");
     let first_row = text
@@ -116,24 +113,4 @@ fn a_slow_leak_alert_names_the_function_that_grew_with_verdict_pace_and_chart() 
         .nth(1)
         .unwrap_or_default();
     assert!(cli_row.contains(GROWER), "{stdout}");
-}
-
-/// The first chat.postMessage whose text mentions `what`.
-fn wait_for_alert(slack: &SlackStandIn, what: &str, monitor: &Monitor) -> testkit::slack::Recorded {
-    let deadline = std::time::Instant::now() + testkit::patience::stretch(Duration::from_secs(30));
-    loop {
-        if let Some(r) = slack
-            .requests()
-            .into_iter()
-            .find(|r| r.path.ends_with("chat.postMessage") && r.raw.contains(what))
-        {
-            return r;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no {what} alert in Slack:\n{}",
-            monitor.logs().join("\n")
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }

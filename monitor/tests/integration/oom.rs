@@ -45,18 +45,15 @@ fn climb_into_the_limit(name: &str, mode: &str) -> Outcome {
         ..steady(name, 16)
     });
     let slack = SlackStandIn::start();
-    let slack_url = slack.url();
-    let monitor = Monitor::start(&rig.env(&[
+    let mut env = rig.env(&[
         ("MONITOR_MODE", mode),
         ("CHECK_INTERVAL", "1s"),
         // A window that cannot fill before the kill: only near-OOM can fire.
         ("HISTORY_WINDOW_SIZE", "60"),
         ("INITIAL_DELAY", "1s"),
-        ("SLACK_API_TOKEN", "xoxb-test-token"),
-        ("SLACK_API_URL", &slack_url),
-        ("ENVIRONMENT", "staging"),
-        ("NETWORK", "testnet"),
-    ]));
+    ]);
+    env.extend(slack.monitor_env());
+    let monitor = Monitor::start(&env);
     let found = monitor.wait_for(&[logs::MEMORY_CGROUP_FOUND], 1, Duration::from_secs(30));
     assert!(
         found[0].contains(&cgroup.dir().display().to_string()),
@@ -243,23 +240,16 @@ fn wait_for_verdict(monitor: &Monitor) -> String {
 
 /// The text of the OOM-kill Slack alert.
 fn kill_alert(o: &Outcome) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(r) = o
-            .slack
-            .requests()
-            .into_iter()
-            .find(|r| r.raw.contains("OOM kill"))
-        {
-            return r.body.to_string();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no OOM-kill alert in Slack:\n{}",
-            o.monitor.logs().join("\n")
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    o.slack
+        .wait_for_message("OOM kill", Duration::from_secs(30))
+        .unwrap_or_else(|| {
+            panic!(
+                "no OOM-kill alert in Slack:\n{}",
+                o.monitor.logs().join("\n")
+            )
+        })
+        .body
+        .to_string()
 }
 
 /// A near-OOM match while another capture hangs waits for the slot and runs

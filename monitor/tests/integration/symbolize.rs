@@ -55,14 +55,9 @@ fn a_profile_of_another_build_is_stored_unsymbolized_saying_why() {
     assert_eq!(rig.demo.command("misbehave foreign-build"), "ok\n");
 
     let slack = SlackStandIn::start();
-    let slack_url = slack.url();
-    let monitor = Monitor::start(&rig.env(&[
-        ("SLACK_API_TOKEN", "xoxb-test-token"),
-        ("SLACK_API_URL", &slack_url),
-        ("ENVIRONMENT", "staging"),
-        ("NETWORK", "testnet"),
-        ("DUMP_COOLDOWN", "60s"),
-    ]));
+    let mut env = rig.env(&[("DUMP_COOLDOWN", "60s")]);
+    env.extend(slack.monitor_env());
+    let monitor = Monitor::start(&env);
     let key = rig
         .wait_for_keys("baseline", 1, Duration::from_secs(30), &monitor)
         .remove(0);
@@ -85,18 +80,11 @@ fn a_profile_of_another_build_is_stored_unsymbolized_saying_why() {
         std::thread::sleep(Duration::from_millis(400));
     }
     rig.wait_for_keys("slow-leak", 1, Duration::from_secs(30), &monitor);
-    let deadline = std::time::Instant::now() + testkit::patience::stretch(Duration::from_secs(30));
-    let alert = loop {
-        if let Some(r) = slack
-            .requests()
-            .into_iter()
-            .find(|r| r.raw.contains("slow leak"))
-        {
-            break r.raw.replace("\\n", "\n");
-        }
-        assert!(std::time::Instant::now() < deadline, "no slow-leak alert");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let alert = slack
+        .wait_for_message("slow leak", Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("no slow-leak alert:\n{}", monitor.logs().join("\n")))
+        .raw
+        .replace("\\n", "\n");
     let row = alert
         .lines()
         .skip_while(|l| !l.trim_end().ends_with("function"))

@@ -159,6 +159,32 @@ impl SlackStandIn {
         format!("http://{}/api", self.addr)
     }
 
+    /// What a monitor needs to alert here: the token, this API URL, and the
+    /// `ENVIRONMENT` and `NETWORK` a Slack token requires (staging, testnet).
+    pub fn monitor_env(&self) -> Vec<(String, String)> {
+        [
+            ("SLACK_API_TOKEN", "xoxb-test-token".to_string()),
+            ("SLACK_API_URL", self.url()),
+            ("ENVIRONMENT", "staging".to_string()),
+            ("NETWORK", "testnet".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// Waits (stretched by [`crate::patience`]) for the first
+    /// `chat.postMessage` whose body contains `needle`.
+    pub fn wait_for_message(&self, needle: &str, timeout: Duration) -> Option<Recorded> {
+        let found = |s: &Script| {
+            s.requests
+                .iter()
+                .find(|r| r.path.ends_with("chat.postMessage") && r.raw.contains(needle))
+                .cloned()
+        };
+        found(&self.wait_until(timeout, |s| found(s).is_some()))
+    }
+
     /// Answers every later request with `behaviour` (after any queued ones).
     pub fn set(&self, behaviour: Behaviour) {
         self.shared.lock().default = Some(behaviour);
