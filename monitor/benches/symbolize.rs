@@ -14,6 +14,12 @@
 //!    `SYMBOLIZE_BENCH_FILES` names, with a synthetic profile of
 //!    `SYMBOLIZE_BENCH_ADDRS` (default 2000) addresses spread over the
 //!    executable segment.
+//! 4. For those large binaries, the same addresses resolved with addr2line's
+//!    `Loader` (object + gimli + the ELF symbol table, names demangled,
+//!    inlined frames, file:line) in place of blazesym, through the same
+//!    decode, write and re-encode; each resolver runs three times,
+//!    alternating, and the median run is printed, with how often the two
+//!    agree on the function an address is in and on its innermost line.
 //!
 //! `cargo bench -p monitor --bench symbolize`. Figures only: nothing here
 //! asserts on timing.
@@ -21,9 +27,9 @@
 use std::time::{Duration, Instant};
 
 use monitor::procfs::ProcFs;
-use monitor::profile::encode_gz;
 use monitor::profile::pprof::{Location, Mapping, Profile, Sample, ValueType};
-use monitor::symbolize::{Binaries, Binary, SymbolizeSettings, process};
+use monitor::profile::{decode_gz, encode_gz};
+use monitor::symbolize::{Binaries, Binary, Frame, SymbolizeSettings, process, write_frames};
 use testkit::demo::{DemoOptions, DemoTarget};
 
 /// A field of /proc/<pid>/status, in bytes.
@@ -237,6 +243,126 @@ fn large_binary(file: &std::path::Path, n: u64, settings: &SymbolizeSettings) {
         mib(text.1),
         gz.len()
     );
-    let (outcome, cost) = measured(|| process(&gz, Some(&binaries), settings));
-    report("  symbolized", &outcome.summary(), cost);
+    // Three runs each, alternating; freed heap goes back to the system
+    // between runs so neither reuses the other's pages.
+    let (mut blaze, mut a2l) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        trim();
+        blaze.push(measured(|| process(&gz, Some(&binaries), settings)));
+        trim();
+        a2l.push(measured(|| with_addr2line(&gz, file)));
+    }
+    let (outcome, cost) = median(blaze);
+    report("  blazesym", &outcome.summary(), cost);
+    let (theirs, cost) = median(a2l);
+    let theirs = match theirs {
+        Ok(resolved) => resolved,
+        Err(e) => return println!("  addr2line: {e}"),
+    };
+    let summary = format!("symbolized {} of {n} locations", theirs.1);
+    report("  addr2line", &summary, cost);
+    if let Some(ours) = &outcome.profile {
+        println!("  agreement: {}", agreement(ours, &theirs.0));
+    }
+}
+
+/// Returns freed heap to the system (glibc keeps it otherwise).
+fn trim() {
+    // SAFETY: malloc_trim only releases free memory of glibc's arenas.
+    unsafe { libc::malloc_trim(0) };
+}
+
+/// The run of median time.
+fn median<T>(mut runs: Vec<(T, Cost)>) -> (T, Cost) {
+    runs.sort_by_key(|(_, c)| c.took);
+    let mid = runs.len() / 2;
+    runs.swap_remove(mid)
+}
+
+/// What [`process`] does with addr2line's `Loader` resolving in place of
+/// blazesym: decode, resolve every location, write the frames, re-encode.
+/// Returns the profile and how many locations got frames.
+fn with_addr2line(gz: &[u8], file: &std::path::Path) -> Result<(Profile, usize), String> {
+    let mut profile = decode_gz(gz, 64 << 20).map_err(|e| format!("decoding: {e}"))?;
+    let loader =
+        addr2line::Loader::new(file).map_err(|e| format!("opening {}: {e}", file.display()))?;
+    let resolved: Vec<(usize, Vec<Frame>)> = profile
+        .location
+        .iter()
+        .enumerate()
+        .filter_map(|(i, loc)| Some((i, a2l_frames(&loader, loc.address)?)))
+        .collect();
+    let count = resolved.len();
+    write_frames(&mut profile, resolved);
+    let _ = encode_gz(&profile);
+    Ok((profile, count))
+}
+
+/// The frames of `addr`, innermost first (pprof's order, as the monitor
+/// writes them): DWARF's, or else the ELF symbol's name alone.
+fn a2l_frames(loader: &addr2line::Loader, addr: u64) -> Option<Vec<Frame>> {
+    let mut out = Vec::new();
+    if let Ok(mut frames) = loader.find_frames(addr) {
+        while let Ok(Some(f)) = frames.next() {
+            let name = f.function.as_ref().and_then(|n| n.demangle().ok());
+            let (file, line) = f
+                .location
+                .map_or((None, None), |l| (l.file.map(str::to_string), l.line));
+            out.push(Frame {
+                name: name.map(|n| n.into_owned()).unwrap_or_default(),
+                file: file.unwrap_or_default(),
+                line: line.unwrap_or(0),
+            });
+        }
+    }
+    // No DWARF function for the address (garage has none): the symbol
+    // table's, as blazesym falls back to.
+    if out.last().is_none_or(|f| f.name.is_empty()) {
+        let symbol = loader.find_symbol(addr)?;
+        let name = addr2line::demangle_auto(symbol.into(), None).into_owned();
+        match out.last_mut() {
+            Some(outer) => outer.name = name,
+            None => out.push(Frame {
+                name,
+                file: String::new(),
+                line: 0,
+            }),
+        }
+    }
+    Some(out)
+}
+
+/// The function a location is in (its last line) and its innermost
+/// file:line (its first), by name.
+fn outer_and_inner(p: &Profile, loc: &Location) -> Option<(String, String)> {
+    let name_file = |line: &monitor::profile::pprof::Line| {
+        let f = p.function.iter().find(|f| f.id == line.function_id)?;
+        Some((p.string(f.name).to_string(), p.string(f.filename)))
+    };
+    let (outer, _) = name_file(loc.line.last()?)?;
+    let first = loc.line.first()?;
+    let (_, file) = name_file(first)?;
+    Some((outer, format!("{file}:{}", first.line)))
+}
+
+/// How often the two profiles (same locations) name the same function an
+/// address is in, and the same innermost file:line.
+fn agreement(ours: &Profile, theirs: &Profile) -> String {
+    let (mut both, mut outer, mut inner) = (0, 0, 0);
+    let mut differ = None;
+    for (a, b) in ours.location.iter().zip(&theirs.location) {
+        let (Some(a), Some(b)) = (outer_and_inner(ours, a), outer_and_inner(theirs, b)) else {
+            continue;
+        };
+        both += 1;
+        outer += usize::from(a.0 == b.0);
+        inner += usize::from(a.1 == b.1);
+        if a.0 != b.0 && differ.is_none() {
+            differ = Some(format!("; e.g. {:?} vs {:?}", a.0, b.0));
+        }
+    }
+    format!(
+        "of {both} locations both resolved, the function agrees on {outer}, the innermost file:line on {inner}{}",
+        differ.unwrap_or_default()
+    )
 }
