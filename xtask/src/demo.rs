@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::{cargo, run, workspace_root};
+use crate::{cargo, run, target_dir};
 
 /// Options of `cargo xtask demo`.
 #[derive(Args, Debug)]
@@ -34,7 +34,6 @@ impl Drop for Reaped {
 }
 
 pub fn run_demo(args: &DemoArgs, ebpf: bool) -> Result<()> {
-    let root = workspace_root();
     let features: &[&str] = if ebpf {
         &[]
     } else {
@@ -51,9 +50,9 @@ pub fn run_demo(args: &DemoArgs, ebpf: bool) -> Result<()> {
             "demo-target",
         ])
         .args(features))?;
-    let bin = root.join("target").join("debug");
+    let bin = target_dir().join("debug");
 
-    let dir = root.join("target").join("demo");
+    let dir = target_dir().join("demo");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("sock"))
         .with_context(|| format!("creating {}", dir.display()))?;

@@ -4,13 +4,13 @@
 //! never copied into this repository: it is cloned and built under
 //! `target/seed/` only.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::{run, workspace_root};
+use crate::{run, target_dir};
 
 /// The seed's public repository.
 const SEED_REPO: &str = "https://github.com/cowprotocol/memory-monitor";
@@ -24,16 +24,6 @@ pub struct SeedArgs {
     /// local clone holding the commit (for a machine without GitHub access).
     #[arg(long, default_value = SEED_REPO)]
     from: String,
-}
-
-/// The target directory cargo uses for this workspace (CARGO_TARGET_DIR or
-/// `target/`): the seed goes to its `seed/` folder, where the footprint
-/// benchmark looks for it.
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => workspace_root().join("target"),
-    }
 }
 
 /// Clones (or updates) the seed at [`SEED_COMMIT`] and builds it in release

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 
-use crate::{cargo, run as run_cmd, workspace_root};
+use crate::{cargo, run as run_cmd, target_dir, workspace_root};
 
 mod install;
 mod judge;
@@ -267,11 +267,4 @@ fn integration_binary() -> Result<PathBuf> {
         })
         .map(|p| workspace_root().join(p))
         .context("cargo did not name the integration test binary")
-}
-
-/// The cargo target directory, absolute: the guest runs elsewhere.
-fn target_dir() -> PathBuf {
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace_root().join("target"), PathBuf::from);
-    std::path::absolute(&dir).unwrap_or(dir)
 }
