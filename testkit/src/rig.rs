@@ -33,6 +33,14 @@ impl Bucket {
         self.rt.block_on(self.garage.list_keys("it/"))
     }
 
+    /// The dumps in the bucket (`.pprof` keys), without what the monitor
+    /// stores beside them (`.summary.json`, `.png`).
+    pub fn dump_keys(&self) -> Vec<String> {
+        let mut keys = self.keys();
+        keys.retain(|k| k.ends_with(".pprof"));
+        keys
+    }
+
     /// An object's body and metadata.
     pub fn object(&self, key: &str) -> (Vec<u8>, HashMap<String, String>) {
         self.rt.block_on(self.garage.get_object(key))

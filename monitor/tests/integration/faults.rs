@@ -105,10 +105,21 @@ fn assert_bucket_matches_runs(rig: &Rig, dumps: &[Captured], runs: &[&Monitor]) 
     let keys: Vec<String> = by_key.keys().cloned().collect();
     rig.wait_for_all(&keys, Duration::from_secs(60), monitor);
     assert_eq!(
-        rig.keys(),
+        rig.dump_keys(),
         keys,
         "the bucket holds exactly the captured dumps"
     );
+    // And beside them only their summaries and charts.
+    for other in rig.keys().iter().filter(|k| !k.ends_with(".pprof")) {
+        let stem = other
+            .strip_suffix(".summary.json")
+            .or_else(|| other.strip_suffix(".png"))
+            .unwrap_or_else(|| panic!("{other} is neither a dump nor beside one"));
+        assert!(
+            keys.contains(&format!("{stem}.pprof")),
+            "{other} is beside no captured dump"
+        );
+    }
     let mut ids = Vec::new();
     for d in dumps {
         let (body, meta) = rig.object(&d.key);
@@ -556,7 +567,7 @@ fn a_monitor_restarted_within_the_second_never_overwrites_a_dump() {
     distinct.sort();
     distinct.dedup();
     assert_eq!(distinct.len(), stored.len(), "a key was reused: {stored:?}");
-    let mut in_bucket = rig.keys();
+    let mut in_bucket = rig.dump_keys();
     in_bucket.sort();
     assert_eq!(in_bucket, distinct, "every run's baseline is in the bucket");
 }
