@@ -19,17 +19,7 @@ use testkit::demo::{DemoOptions, DemoTarget};
 use testkit::garage::TestGarage;
 use testkit::logs;
 use testkit::monitor::{Monitor, base_env};
-
-/// A field of /proc/<pid>/status, in bytes.
-fn status_bytes(pid: i32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
-}
+use testkit::proc_status::bytes as status_bytes;
 
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / 1048576.0

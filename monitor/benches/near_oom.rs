@@ -112,15 +112,7 @@ fn dump_cost() {
     let pid = demo.pid();
     // Reset the peak-RSS mark (VmHWM) so it measures the dump only.
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
-    let status = |field: &str| -> u64 {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-            .unwrap_or(0)
-            * 1024
-    };
+    let status = |field: &str| testkit::proc_status::bytes(pid, field);
     let (anon_before, rss_before) = (status("RssAnon:"), status("VmRSS:"));
     let bytes = demo.command_bytes("dump").expect("dump").len();
     let (anon_after, hwm) = (status("RssAnon:"), status("VmHWM:"));

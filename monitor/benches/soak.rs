@@ -18,14 +18,8 @@ use testkit::monitor::{Monitor, base_env};
 
 /// VmRSS in bytes and the number of open fds of `pid`.
 fn footprint(pid: i32) -> (u64, usize) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss_kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
-    (rss_kib * 1024, fds)
+    (testkit::proc_status::bytes(pid, "VmRSS:"), fds)
 }
 
 /// One value from /metrics (None if the scrape failed).

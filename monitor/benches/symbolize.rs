@@ -31,17 +31,7 @@ use monitor::profile::pprof::{Location, Mapping, Profile, Sample, ValueType};
 use monitor::profile::{decode_gz, encode_gz};
 use monitor::symbolize::{Binaries, Binary, Frame, SymbolizeSettings, process, write_frames};
 use testkit::demo::{DemoOptions, DemoTarget};
-
-/// A field of /proc/<pid>/status, in bytes.
-fn status_bytes(pid: &str, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
-}
+use testkit::proc_status::bytes as status_bytes;
 
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / 1048576.0

@@ -16,6 +16,7 @@
 //! - [`binaries`]: where the built executables are; copies under new names.
 //! - [`guard`]: whether a test needing root or eBPF can run here (and `CI`).
 //! - [`patience`]: the rig's waits, stretched under emulation (the VM stage).
+//! - [`proc_status`]: a process's memory figures from /proc, for the benchmarks.
 //!
 //! Dev-only (`publish = false`). It does not depend on the `monitor` crate:
 //! xtask uses [`garage`] before the eBPF toolchain that building `monitor`
@@ -32,6 +33,7 @@ pub mod logs;
 pub mod monitor;
 pub mod patience;
 pub mod pprof;
+pub mod proc_status;
 pub mod renamed;
 pub mod rig;
 pub mod slack;

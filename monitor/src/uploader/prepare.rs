@@ -61,12 +61,11 @@ impl<S: ObjectStore> Worker<S> {
         let first_analysis = !job.analysed;
         job.analysed = true;
         let done = tokio::task::spawn_blocking(move || {
-            let outcome = match source {
+            let mut outcome = match source {
                 Source::File(path) => read_bounded(&path, settings.max_size),
                 Source::Bytes(bytes) => Ok(bytes.to_vec()),
             }
             .map(|bytes| symbolize::process(&bytes, binaries.as_deref(), &settings));
-            let mut outcome = outcome;
             let profile = outcome.as_mut().ok().and_then(|o| o.profile.take());
             let analysed = if first_analysis {
                 analyse(&record, profile, baseline.as_deref(), draw)
