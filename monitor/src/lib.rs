@@ -28,7 +28,8 @@
 //! and hands each stage its settings; [`metrics`] exports what happens;
 //! [`logging`] and [`units`] serve them all; [`alloc`] keeps the monitor's own
 //! heap small. [`tools`] are the commands for humans in the same binary
-//! (`memory-monitor diff`/`top`).
+//! (`memory-monitor diff`/`top`), and [`check`] verifies the set-up end to
+//! end (`memory-monitor check`).
 
 pub mod alloc;
 pub mod analysis;
@@ -37,6 +38,7 @@ pub mod backoff;
 pub mod capture;
 pub mod cgroup;
 pub mod chart;
+pub mod check;
 pub mod config;
 pub mod detector;
 pub mod discovery;

@@ -325,6 +325,32 @@ impl ProcFs {
         fs::File::open(&path).map_err(|source| ProcError::Read { path, source })
     }
 
+    /// The (uid, gid) `pid` runs as: the owner of its /proc directory,
+    /// which the kernel sets to the process's effective ids.
+    pub fn owner(&self, pid: i32) -> Result<(u32, u32), ProcError> {
+        use std::os::unix::fs::MetadataExt;
+        let path = self.root.join(pid.to_string());
+        let meta = fs::metadata(&path).map_err(|source| read_error(pid, path, source))?;
+        Ok((meta.uid(), meta.gid()))
+    }
+
+    /// The monitor's own effective capability set (`CapEff` of
+    /// `self/status`), a bit per capability.
+    pub fn own_effective_caps(&self) -> Result<u64, ProcError> {
+        let path = self.root.join("self").join("status");
+        let text = fs::read_to_string(&path).map_err(|source| ProcError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .ok_or(ProcError::Malformed {
+                path,
+                what: "no CapEff line".into(),
+            })
+    }
+
     /// The start time of `pid` (clock ticks since boot), or None when it is
     /// a zombie.
     pub fn live_start_time(&self, pid: i32) -> Result<Option<u64>, ProcError> {

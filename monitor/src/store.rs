@@ -20,6 +20,9 @@ use aws_sdk_s3::primitives::ByteStream;
 use crate::dump::DumpInfo;
 
 mod get;
+mod probe;
+
+pub use probe::{PutCause, put_cause};
 
 /// How long one HTTP attempt may take before the SDK gives up on it. Dumps are a
 /// few MB at most; two minutes covers a slow link, and stops a hung endpoint

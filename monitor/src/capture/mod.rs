@@ -6,7 +6,8 @@
 //! that is not the target, a target that hangs or floods us, a reply that is
 //! not a profile) is a distinct [`CaptureError`] naming the socket path.
 //! The same socket answers `stats\n` with jemalloc's counters
-//! ([`SocketDumper::stats`]).
+//! ([`SocketDumper::stats`]) and `version\n` with the protocol it speaks
+//! ([`SocketDumper::version`]).
 
 use std::io;
 use std::os::unix::fs::FileTypeExt;
@@ -24,6 +25,7 @@ mod reply;
 mod sink;
 mod slot;
 mod stats;
+mod version;
 
 use reply::{check_gzip, receive};
 use sink::Sink;
@@ -33,6 +35,7 @@ pub use slot::{CaptureSlot, Finished, Request};
 pub use stats::{
     JemallocStats, STATS_MAX_BYTES, STATS_READ_TIMEOUT, StatsError, StatsReply, parse_stats,
 };
+pub use version::{VersionExchange, VersionReply, parse_version};
 
 /// The request line of the protocol.
 const REQUEST: &[u8] = b"dump\n";

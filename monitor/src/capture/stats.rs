@@ -130,7 +130,7 @@ impl SocketDumper {
     /// socket's server must be that process or a descendant, as for a dump.
     pub async fn stats(&self, target_pid: Option<i32>) -> Result<JemallocStats, StatsError> {
         let path = self.socket_path().to_path_buf();
-        let reply = self.stats_reply(&path, target_pid).await?;
+        let (_, reply) = self.short_reply(&path, target_pid, REQUEST).await?;
         match parse_stats(&reply) {
             StatsReply::Counters(stats) => Ok(stats),
             StatsReply::Unsupported(reply) => Err(StatsError::Unsupported { path, reply }),
@@ -138,11 +138,15 @@ impl SocketDumper {
         }
     }
 
-    async fn stats_reply(
+    /// One short command (`request`, e.g. `stats\n`) and its whole reply,
+    /// at most [`STATS_MAX_BYTES`] within [`STATS_READ_TIMEOUT`]; with
+    /// `target_pid`, the peer is checked and its pid returned too.
+    pub(super) async fn short_reply(
         &self,
         path: &Path,
         target_pid: Option<i32>,
-    ) -> Result<Vec<u8>, CaptureError> {
+        request: &[u8],
+    ) -> Result<(Option<i32>, Vec<u8>), CaptureError> {
         let settings = self.settings();
         check_is_socket(path)?;
         let mut stream = tokio::time::timeout(settings.connect_timeout, UnixStream::connect(path))
@@ -155,16 +159,18 @@ impl SocketDumper {
                 path: path.to_path_buf(),
                 source,
             })?;
+        let mut peer = None;
         if let Some(target) = target_pid {
             // Two small /proc reads: fine on the runtime.
             let found = peer_pid(&stream, path)?;
             check_peer(path, &self.procfs, target, found)?;
+            peer = Some(found);
         }
         let after = settings.read_timeout.min(STATS_READ_TIMEOUT);
         let mut reply = Vec::new();
         let exchange = async {
             stream
-                .write_all(REQUEST)
+                .write_all(request)
                 .await
                 .map_err(|source| CaptureError::Write {
                     path: path.to_path_buf(),
@@ -177,7 +183,7 @@ impl SocketDumper {
                 .await
                 .map_err(|source| CaptureError::Io {
                     path: path.to_path_buf(),
-                    op: "reading stats from",
+                    op: "reading the reply from",
                     source,
                 })
         };
@@ -197,7 +203,7 @@ impl SocketDumper {
                 cap: STATS_MAX_BYTES,
             });
         }
-        Ok(reply)
+        Ok((peer, reply))
     }
 }
 

@@ -90,6 +90,15 @@ impl Config {
         }
     }
 
+    /// Reads the environment alone (no flags), without exiting: every
+    /// problem comes back instead, for `memory-monitor check`, which reports
+    /// a bad configuration as one of its lines.
+    pub fn try_load_env() -> Result<Config, ConfigErrors> {
+        let args = Args::try_parse_from(["memory-monitor"])
+            .map_err(|e| ConfigErrors(vec![e.to_string().trim().to_string()]))?;
+        Config::from_args(args)
+    }
+
     /// Validates raw values, reporting every problem at once.
     pub fn from_args(a: Args) -> Result<Config, ConfigErrors> {
         let mut c = Checker {

@@ -284,6 +284,11 @@ impl SlackNotifier {
         Err(Failure::OkFalse(code))
     }
 
+    /// `method`'s URL, to call.
+    pub(super) fn url(&self, method: &str) -> String {
+        format!("{}/{method}", self.base)
+    }
+
     /// `method`'s URL as errors show it.
     pub(super) fn shown_url(&self, method: &str) -> String {
         format!("{}/{method}", self.shown_base)

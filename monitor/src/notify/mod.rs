@@ -21,9 +21,12 @@
 //! - `error`: [`NotifyError`], what a call to Slack can come to;
 //! - `client`: [`SlackNotifier`], the HTTP side and its retries, and
 //!   [`SlackThread`], where a posted message is;
+//! - `auth`: `auth.test`, the token's validity and scopes ([`TokenInfo`]),
+//!   for `memory-monitor check`;
 //! - `upload`: files (the chart) into an alert's thread, with Slack's
 //!   external upload flow ([`Attachment`], [`UploadError`]).
 
+mod auth;
 mod client;
 mod error;
 mod growth;
@@ -33,6 +36,7 @@ mod settings;
 mod upload;
 
 pub use crate::units::human_bytes;
+pub use auth::{TokenInfo, parse_scopes};
 pub use client::{SlackNotifier, SlackThread};
 pub use error::NotifyError;
 pub use growth::{GrowthSection, MAX_BLOCKS as GROWTH_MAX_BLOCKS, growth_blocks, growth_text};

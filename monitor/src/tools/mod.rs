@@ -2,7 +2,8 @@
 //!
 //! - `memory-monitor diff BASE DUMP [--top N]`: what grew from one heap
 //!   profile to the other, by function and by stack;
-//! - `memory-monitor top DUMP [--top N]`: the largest in-use sites of one.
+//! - `memory-monitor top DUMP [--top N]`: the largest in-use sites of one;
+//! - `memory-monitor check`: the set-up verified end to end ([`crate::check`]).
 //!
 //! Each profile is a local file or an `s3://bucket/key` URI, read with the
 //! monitor's AWS credential chain. `main.rs` hands over to [`main`] when the
@@ -20,7 +21,7 @@ mod source;
 pub use source::{MAX_PROFILE_BYTES, S3Access, Source, SourceError};
 
 /// The first arguments that select a command instead of the monitor.
-pub const COMMANDS: &[&str] = &["diff", "top"];
+pub const COMMANDS: &[&str] = &["diff", "top", crate::check::COMMAND];
 
 /// How long a function name may be in the printed table before it is
 /// shortened ([`growth::frames::shorten`]).
@@ -79,6 +80,10 @@ enum Command {
 /// Runs a command from the whole argument list (program name first):
 /// prints the table on stdout, or the error on stderr with a non-zero status.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let args: Vec<OsString> = args.into_iter().collect();
+    if args.get(1).is_some_and(|a| a == crate::check::COMMAND) {
+        return crate::check::main(args);
+    }
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -138,6 +143,7 @@ mod tests {
     fn only_the_command_names_select_a_command() {
         assert!(is_command(Some("diff".as_ref())));
         assert!(is_command(Some("top".as_ref())));
+        assert!(is_command(Some("check".as_ref())));
         for other in ["--help", "--binary-name", "x", "Diff", ""] {
             assert!(!is_command(Some(other.as_ref())), "{other}");
         }

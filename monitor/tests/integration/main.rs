@@ -8,6 +8,7 @@
 //! - [`backoff`]: a target whose captures keep failing is not asked at every sample;
 //! - [`capture`]: heap-dump capture from the demo and from broken targets;
 //! - [`cgroup`]: the target's memory cgroup located, read, and watched (v2);
+//! - [`check`]: `memory-monitor check`, every line ✓, and each usual mistake a ✗ with its fix;
 //! - [`discovery`]: finding the target by name, renamed services, wrong names;
 //! - [`stats`]: the `stats` command against the demo and broken stand-ins;
 //! - [`store`]: `S3Store` against Garage;
@@ -38,6 +39,7 @@ mod backoff;
 mod capture;
 mod cgroup;
 mod chart;
+mod check;
 mod discovery;
 #[cfg(feature = "ebpf")]
 mod ebpf;

@@ -6,6 +6,8 @@
 //! upload URL, `files.completeUploadExternal`) is served by [`files`], kept
 //! apart: its requests are not in [`SlackStandIn::requests`] and do not take
 //! scripted answers, which [`SlackStandIn::set_files`] sets for them.
+//! `auth.test` (in `auth`) is apart too: it answers with the scopes
+//! [`SlackStandIn::set_scopes`] sets, in the `x-oauth-scopes` header.
 //!
 //! It runs on its own tokio runtime in a background thread, so sync tests and
 //! `#[tokio::test]`s alike can use it. Dropping it stops the server.
@@ -23,9 +25,14 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+mod auth;
 mod files;
 
+pub use auth::DEFAULT_SCOPES;
 pub use files::SharedFile;
+
+/// The bot token the stand-in accepts (what [`SlackStandIn::monitor_env`] sets).
+pub const TOKEN: &str = "xoxb-test-token";
 
 /// How the stand-in answers a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +95,8 @@ struct Script {
     /// File IDs handed out so far.
     next_file: u64,
     shared_files: Vec<SharedFile>,
+    /// The `x-oauth-scopes` of `auth.test` (None: [`DEFAULT_SCOPES`]).
+    scopes: Option<String>,
 }
 
 struct Shared {
@@ -163,7 +172,7 @@ impl SlackStandIn {
     /// `ENVIRONMENT` and `NETWORK` a Slack token requires (staging, testnet).
     pub fn monitor_env(&self) -> Vec<(String, String)> {
         [
-            ("SLACK_API_TOKEN", "xoxb-test-token".to_string()),
+            ("SLACK_API_TOKEN", TOKEN.to_string()),
             ("SLACK_API_URL", self.url()),
             ("ENVIRONMENT", "staging".to_string()),
             ("NETWORK", "testnet".to_string()),
@@ -193,6 +202,12 @@ impl SlackStandIn {
     /// Answers the next not-yet-answered request with `behaviour`, once.
     pub fn push(&self, behaviour: Behaviour) {
         self.shared.lock().queue.push_back(behaviour);
+    }
+
+    /// The scopes `auth.test` lists in `x-oauth-scopes` from now on
+    /// (comma-separated, e.g. `chat:write` for a token without `files:write`).
+    pub fn set_scopes(&self, scopes: &str) {
+        self.shared.lock().scopes = Some(scopes.to_string());
     }
 
     /// Every request so far, oldest first.
@@ -282,6 +297,9 @@ async fn answer(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
+    if uri.path() == auth::PATH {
+        return auth::answer(&shared, &headers);
+    }
     if files::serves(uri.path()) {
         return files::answer(&shared, method, uri, headers, body).await;
     }
