@@ -106,6 +106,8 @@ fn every_line_passes_when_everything_is_configured_right() {
     let mut env = rig.env(&[("MONITOR_MODE", mode()), ("MEMORY_LIMIT", "1GiB")]);
     env.extend(slack.monitor_env());
     let (text, code) = checklist(&check(&env, None));
+    // Shown with --nocapture: docs/check.md quotes a run.
+    println!("{text}");
 
     assert!(!text.contains("✗"), "a line failed:\n{text}");
     assert_eq!(code, Some(0), "{text}");
@@ -269,6 +271,26 @@ fn a_slack_token_without_files_write_is_a_fail_naming_the_scope() {
     env.insert("SLACK_CHART".into(), "false".into());
     let (text, _) = checklist(&check(&env, None));
     assert_mark(&text, "Slack token valid", &["✓"]);
+}
+
+#[test]
+fn a_dump_that_never_ends_is_a_fail_within_its_timeout() {
+    let demo = DemoTarget::spawn(steady("chk-dump-hangs", 16));
+    assert_eq!(demo.command("misbehave hang"), "ok\n");
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = storeless(&demo, dir.path());
+    env.insert("DUMP_READ_TIMEOUT".into(), "2s".into());
+    let (text, code) = checklist(&check(&env, None));
+    assert_fails_with(
+        &text,
+        code,
+        "dump",
+        &["did not finish its reply within 2s", "DUMP_READ_TIMEOUT"],
+    );
+    // Bounded by DUMP_READ_TIMEOUT, not check's own 60 s, and the lines
+    // after it still ran.
+    assert_mark(&text, "stats", &["✓"]);
+    assert_mark(&text, "S3", &["✗"]);
 }
 
 #[test]

@@ -191,7 +191,7 @@ fn version_line(reply: VersionReply) -> Line {
             }
         )),
         VersionReply::Unsupported(reply) => Line::skip(format!(
-            "version: the server predates the `version` command (answered {reply})"
+            "version: the server predates the `version` command (it answered: {reply})"
         ))
         .detail("fine: dump and stats are what the monitor uses; heap-dump-server answers it"),
         VersionReply::Malformed(why) => Line::skip("version: not understood").detail(why),
@@ -211,9 +211,14 @@ async fn dump(config: &Config, dumper: &SocketDumper, pid: Option<i32>, timeout:
         Some(Ok(gz)) => gz,
         Some(Err(e)) => {
             let message = e.to_string();
-            return Line::fail("dump: the service did not return a profile")
-                .detail(message.clone())
-                .fix(dump_fix(&message));
+            let mut line = Line::fail("dump: the service did not return a profile");
+            // The service's own words first: its one-line `error: ...`.
+            if let CaptureError::NotGzip { as_text, .. } = &e
+                && let Some(said) = as_text.strip_prefix("; as text: ")
+            {
+                line = line.detail(format!("the service answered: {}", said.trim_matches('"')));
+            }
+            return line.detail(message.clone()).fix(dump_fix(&message));
         }
         None => {
             return Line::fail(format!("dump: no reply within {timeout:?}"))
