@@ -35,10 +35,9 @@ pub fn target_missing(
                 "{others} other process(es) visible; none has a comm sharing the first bytes of \
                  {name:?} or an executable named {name:?}"
             )],
-            format!(
-                "set BINARY_NAME to the service's process name as /proc/<pid>/comm shows it \
-                 (`ps -o comm` in its container); is the service running?"
-            ),
+            "set BINARY_NAME to the service's process name as /proc/<pid>/comm shows it \
+             (`ps -o comm` in its container); is the service running?"
+                .to_string(),
         );
     };
     let details = candidates
