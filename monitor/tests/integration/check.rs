@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Output};
 
+use testkit::cgroup::TestCgroup;
 use testkit::demo::{DemoOptions, DemoTarget};
 use testkit::monitor::{base_env, storeless_env};
 use testkit::rig::{Rig, steady};
@@ -101,9 +102,18 @@ fn storeless(demo: &DemoTarget, dir: &std::path::Path) -> HashMap<String, String
 
 #[test]
 fn every_line_passes_when_everything_is_configured_right() {
-    let rig = Rig::new(steady("chk-all-good", 16));
+    // The service in a memory cgroup of its own with a limit, as in a pod;
+    // where none can be made, MEMORY_LIMIT stands in (also a ✓).
+    let cgroup = testkit::cgroup::missing()
+        .is_none()
+        .then(|| TestCgroup::create("chk-all-good", 512 << 20).expect("test cgroup"));
+    let rig = Rig::new(DemoOptions {
+        cgroup: cgroup.as_ref().map(|c| c.dir().to_path_buf()),
+        ..steady("chk-all-good", 16)
+    });
     let slack = SlackStandIn::start();
-    let mut env = rig.env(&[("MONITOR_MODE", mode()), ("MEMORY_LIMIT", "1GiB")]);
+    let limit = if cgroup.is_some() { "" } else { "1GiB" };
+    let mut env = rig.env(&[("MONITOR_MODE", mode()), ("MEMORY_LIMIT", limit)]);
     env.extend(slack.monitor_env());
     let (text, code) = checklist(&check(&env, None));
     // Shown with --nocapture: docs/check.md quotes a run.
@@ -128,6 +138,14 @@ fn every_line_passes_when_everything_is_configured_right() {
     let target = format!("pid {}", rig.demo.pid());
     assert!(line(&text, "target found").1.contains(&target), "{text}");
     assert!(line(&text, "dump").1.contains("symboliz"), "{text}");
+    if let Some(cgroup) = &cgroup {
+        let memory = line(&text, "memory").1;
+        assert!(
+            memory.contains(&cgroup.dir().display().to_string())
+                && memory.contains("512.0 MiB from the cgroup"),
+            "{text}"
+        );
+    }
     // The demo gets `version` with the heap-dump-server crate; older
     // servers are a – with a note, never a ✗.
     assert_mark(&text, "version", &["✓", "–"]);
