@@ -90,16 +90,37 @@ pub fn describe_file(file: SocketFile) -> String {
     )
 }
 
-/// The fix when the mode bits refuse `creds`.
-pub fn denied_fix(file: SocketFile) -> String {
-    format!(
-        "serve the socket with mode 0660 (heap-dump-server's default; or umask 0007) and run the \
-         monitor in the socket's group gid {} (eBPF variant: runAsGroup/fsGroup = the service's \
-         group), or as its owner uid {} (procfs variant: runAsUser = the service's UID); \
-         adding DAC_OVERRIDE to the eBPF variant's capabilities also works, for a service that \
-         cannot be changed",
-        file.gid, file.uid
-    )
+/// The fix when the mode bits refuse `creds`, one step per line: the mode
+/// the socket needs, then the user or group the monitor needs.
+pub fn denied_fix(file: SocketFile, creds: &Creds) -> String {
+    if creds.uid == file.uid {
+        return format!(
+            "the socket's mode {:04o} refuses even its owner: serve it with mode 0660 \
+             (heap-dump-server's default)",
+            file.mode
+        );
+    }
+    let mut steps = Vec::new();
+    if file.mode & 0o020 == 0 {
+        steps.push(
+            "serve the socket with mode 0660 (heap-dump-server's default; or umask 0007 before \
+             bind)"
+                .to_string(),
+        );
+    }
+    if !creds.in_group(file.gid) {
+        steps.push(format!(
+            "run the monitor in the socket's group (eBPF variant: runAsGroup/fsGroup: {}), or as \
+             its owner (procfs variant: runAsUser: {})",
+            file.gid, file.uid
+        ));
+    }
+    steps.push(
+        "a service that cannot be changed: add DAC_OVERRIDE to the eBPF variant's capabilities \
+         (docs/security.md)"
+            .to_string(),
+    );
+    steps.join("\n")
 }
 
 /// The name a socket file serves: `heap_dump_foo.sock` → `foo`.
@@ -193,11 +214,27 @@ mod tests {
     }
 
     #[test]
-    fn the_denied_fix_names_mode_group_and_owner() {
-        let fix = denied_fix(file(0o600, 1000, 2000));
+    fn the_denied_fix_names_what_is_missing() {
+        // Neither the mode nor the group: both steps.
+        let fix = denied_fix(file(0o600, 1000, 2000), &creds(7, 7, &[], false));
         assert!(fix.contains("mode 0660"), "{fix}");
-        assert!(fix.contains("gid 2000"), "{fix}");
-        assert!(fix.contains("uid 1000"), "{fix}");
+        assert!(fix.contains("runAsGroup/fsGroup: 2000"), "{fix}");
+        assert!(fix.contains("runAsUser: 1000"), "{fix}");
+        // In the group already: only the mode.
+        let fix = denied_fix(file(0o600, 1000, 2000), &creds(7, 7, &[2000], false));
+        assert!(
+            fix.contains("mode 0660") && !fix.contains("runAsGroup"),
+            "{fix}"
+        );
+        // Group-writable already: only the group.
+        let fix = denied_fix(file(0o660, 1000, 2000), &creds(7, 7, &[], false));
+        assert!(
+            !fix.contains("mode 0660") && fix.contains("runAsGroup"),
+            "{fix}"
+        );
+        // The owner refused by its own bits.
+        let fix = denied_fix(file(0o060, 1000, 2000), &creds(1000, 7, &[], false));
+        assert!(fix.contains("refuses even its owner"), "{fix}");
         assert_eq!(
             describe_file(file(0o755, 1, 2)),
             "mode 0755, owner uid 1, group gid 2"

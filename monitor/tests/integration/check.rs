@@ -192,7 +192,7 @@ fn a_socket_this_user_may_not_connect_to_is_a_fail_with_the_mode_fix() {
             "mode 0600, owner uid 4242",
             "this process: uid 4343",
             "serve the socket with mode 0660",
-            "group gid 4242",
+            "run the monitor in the socket's group (eBPF variant: runAsGroup/fsGroup: 4242)",
         ],
     );
     assert_mark(&text, "target found", &["✓"]);

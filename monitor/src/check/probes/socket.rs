@@ -89,7 +89,7 @@ pub async fn lines(config: &Config, pid: Option<i32>, timeout: Duration) -> Vec<
             lines.push(
                 Line::fail(format!("socket {shown}: this user may not connect ({source})"))
                     .details(facts)
-                    .fix(judge::denied_fix(file)),
+                    .fix(judge::denied_fix(file, &creds)),
             );
             lines.extend(skip_rest("cannot connect"));
             return lines;
