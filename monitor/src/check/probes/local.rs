@@ -17,6 +17,8 @@ use crate::units::human_bytes;
 
 /// How many of the binaries' problems a line shows.
 const SHOWN_PROBLEMS: usize = 3;
+/// How much of an unavailable eBPF hook's reason a line shows.
+const HOOK_CHARS: usize = 200;
 
 /// Line 2: the process BINARY_NAME names, or the closest candidates.
 pub fn target(config: &Config, procfs: &ProcFs) -> (Line, Option<ProcessId>) {
@@ -219,8 +221,14 @@ pub fn ebpf(config: &Config, pid: Option<i32>) -> Line {
         format!("attach points: {}", watcher.attach_points().join(", ")),
     );
     for hook in watcher.unavailable_hooks() {
+        // The full reason is in the monitor's start-up log; its head names
+        // the hook and why.
+        let mut shown: String = hook.chars().take(HOOK_CHARS).collect();
+        if shown.len() < hook.len() {
+            shown.push('…');
+        }
         line = line.detail(format!(
-            "unavailable on this kernel (the rest work): {hook}"
+            "unavailable on this kernel (the rest work): {shown}"
         ));
     }
     line
