@@ -196,6 +196,74 @@ fn a_socket_this_user_may_not_connect_to_is_a_fail_with_the_mode_fix() {
         ],
     );
     assert_mark(&text, "target found", &["✓"]);
+
+    // Root with CAP_DAC_OVERRIDE connects whatever the mode, and the line
+    // says that only the capability let it through.
+    let (text, _) = checklist(&check(&storeless(&demo, dir.path()), None));
+    let socket = assert_mark(&text, "socket", &["✓"]);
+    assert!(socket.contains("only thanks to CAP_DAC_OVERRIDE"), "{text}");
+}
+
+#[test]
+fn a_socket_served_by_another_process_fails_the_peer_check() {
+    let demo = DemoTarget::spawn(steady("chk-imposter", 16));
+    // This test process serves the target's socket name in another
+    // directory: it is neither the target nor its descendant.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(format!("heap_dump_{}.sock", demo.name()));
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        // Held open until check hangs up (it sends nothing to an imposter).
+        if let Ok((mut stream, _)) = listener.accept() {
+            let _ = std::io::Read::read_to_end(&mut stream, &mut Vec::new());
+        }
+    });
+    let mut env = storeless(&demo, dir.path());
+    env.insert(
+        "HEAP_DUMP_SOCKET_DIR".into(),
+        dir.path().display().to_string(),
+    );
+    let (text, code) = checklist(&check(&env, None));
+    let served_by = format!("served by pid {}", std::process::id());
+    let target = format!("not by the target (pid {})", demo.pid());
+    assert_fails_with(
+        &text,
+        code,
+        "peer check",
+        &[
+            &served_by,
+            &target,
+            "BINARY_NAME must name the process that serves",
+        ],
+    );
+    assert_mark(&text, "socket", &["✓"]);
+    assert_mark(&text, "dump", &["–"]);
+}
+
+#[test]
+fn without_a_shared_process_namespace_the_fix_says_so() {
+    if !testkit::guard::can_run(testkit::guard::root_missing()) {
+        return;
+    }
+    // check alone in a PID namespace of its own, as in a pod without
+    // shareProcessNamespace: no other process is visible.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc"])
+        .arg(testkit::monitor::binary())
+        .arg("check")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(storeless_env("chk-alone", dir.path()))
+        .output()
+        .expect("unshare runs");
+    let (text, code) = checklist(&out);
+    assert_fails_with(
+        &text,
+        code,
+        "target",
+        &["no process is visible", "shareProcessNamespace: true"],
+    );
 }
 
 #[test]
