@@ -512,3 +512,33 @@ fn stand_in_serves_sync_callers_too() {
     assert_eq!(requests.len(), 2);
     assert!(requests.iter().all(|r| r.body["channel"] == "alerts-barn"));
 }
+
+/// `auth.test` (for `memory-monitor check`): the scopes come from the
+/// `x-oauth-scopes` header, and a token Slack does not know is refused with
+/// its code.
+#[tokio::test]
+async fn auth_test_reads_the_scopes_and_refuses_an_unknown_token() {
+    let slack = SlackStandIn::start();
+    // The stand-in knows one token, as a workspace knows its bot's.
+    let mut known = settings(&slack, "prod");
+    known.token = testkit::slack::TOKEN.into();
+    let notifier = SlackNotifier::new(known).unwrap();
+    let info = notifier.auth_test().await.unwrap();
+    assert_eq!(info.scopes.unwrap(), ["chat:write", "files:write"]);
+    assert_eq!(info.user, "memory-monitor");
+    slack.set_scopes("chat:write");
+    assert_eq!(
+        notifier.auth_test().await.unwrap().scopes.unwrap(),
+        ["chat:write"]
+    );
+    // auth.test is not an alert: nothing was posted.
+    assert!(slack.requests().is_empty());
+
+    let err = SlackNotifier::new(settings(&slack, "prod"))
+        .unwrap()
+        .auth_test()
+        .await
+        .unwrap_err();
+    assert_eq!(err.slack_code(), Some("invalid_auth"), "{err}");
+    assert!(!err.to_string().contains(TOKEN), "{err}");
+}
