@@ -73,7 +73,11 @@ pub fn target(config: &Config, procfs: &ProcFs) -> (Line, Option<ProcessId>) {
 /// Processes visible besides this one and the monitor itself (same
 /// executable), kernel threads left out: none means no shared namespace.
 fn others_visible(procfs: &ProcFs, me: i32) -> usize {
-    let own_exe = std::fs::read_link("/proc/self/exe").ok();
+    let own_exe = procfs
+        .process_info(me)
+        .ok()
+        .flatten()
+        .and_then(|p| p.exe.ok());
     procfs
         .pids()
         .unwrap_or_default()
@@ -81,14 +85,7 @@ fn others_visible(procfs: &ProcFs, me: i32) -> usize {
         .filter(|&pid| pid != me)
         .filter_map(|pid| procfs.process_info(pid).ok().flatten())
         .filter(|p| !p.args.is_empty())
-        .filter(|p| {
-            let exe = p
-                .exe
-                .as_ref()
-                .ok()
-                .map(|e| std::path::PathBuf::from(String::from_utf8_lossy(e).into_owned()));
-            exe.is_none() || exe != own_exe
-        })
+        .filter(|p| own_exe.is_none() || p.exe.as_ref().ok() != own_exe.as_ref())
         .count()
 }
 
@@ -114,7 +111,7 @@ pub fn proc_entries(procfs: &ProcFs, pid: i32) -> Line {
             binaries.binaries.len()
         )));
     }
-    let own_uid = nix_uid();
+    let own_uid = own_uid();
     let target_uid = procfs.owner(pid).map(|(uid, _)| uid).unwrap_or(u32::MAX);
     let shown = binaries.problems.len().min(SHOWN_PROBLEMS);
     let mut line = Line::fail(title(
@@ -130,7 +127,7 @@ pub fn proc_entries(procfs: &ProcFs, pid: i32) -> Line {
     .fix(proc_fix(own_uid, target_uid))
 }
 
-fn nix_uid() -> u32 {
+fn own_uid() -> u32 {
     // SAFETY: geteuid cannot fail and touches no memory.
     unsafe { libc::geteuid() }
 }
