@@ -28,7 +28,9 @@
 //! and hands each stage its settings; [`metrics`] exports what happens;
 //! [`logging`] and [`units`] serve them all; [`alloc`] keeps the monitor's own
 //! heap small. [`tools`] are the commands for humans in the same binary
-//! (`memory-monitor diff`/`top`).
+//! (`memory-monitor diff`/`top`); [`control`] the operator's commands on a
+//! running monitor and its spool (`memory-monitor dump`, `spool list|cat`)
+//! and the control socket the loop answers them on.
 
 pub mod alloc;
 pub mod analysis;
@@ -38,6 +40,7 @@ pub mod capture;
 pub mod cgroup;
 pub mod chart;
 pub mod config;
+pub mod control;
 pub mod detector;
 pub mod discovery;
 pub mod dump;

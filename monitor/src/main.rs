@@ -1,10 +1,11 @@
 //! `memory-monitor`: the sidecar binary. See the crate docs of `monitor` for
 //! the data flow; this file only reads the configuration and runs the loop,
-//! or hands over to the commands for humans (`diff`, `top`: `monitor::tools`).
+//! or hands over to the commands for humans (`diff`, `top`: `monitor::tools`;
+//! `dump`, `spool`: `monitor::control`).
 
 use std::time::Duration;
 
-use monitor::{alloc, app, config::Config, logging, tools};
+use monitor::{alloc, app, config::Config, control, logging, tools};
 
 /// How long the runtime waits at exit for blocking threads: a capture
 /// abandoned at shutdown may still be blocked on the target's socket, and
@@ -23,6 +24,10 @@ fn main() -> std::process::ExitCode {
     // whose configuration (flags or environment) clap reads below.
     if tools::is_command(std::env::args_os().nth(1).as_deref()) {
         return tools::main(std::env::args_os());
+    }
+    // `memory-monitor dump ...` / `spool ...`: the operator's commands.
+    if control::cli::is_command(std::env::args_os().nth(1).as_deref()) {
+        return control::cli::main(std::env::args_os());
     }
     let hidden = app::hide_from_same_uid();
     // Exits with status 2 and every problem listed when the environment is wrong.

@@ -97,6 +97,8 @@ pub fn object_metadata(info: &DumpInfo) -> Vec<(String, String)> {
         ("dump-id", info.id.clone()),
     ]
     .into_iter()
+    // The operator's words on a manual dump (percent-encoded like the rest).
+    .chain(info.note.clone().map(|note| ("note", note)))
     .map(|(name, value)| (name.to_owned(), header_safe(&value)))
     .collect()
 }

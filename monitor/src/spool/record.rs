@@ -22,8 +22,10 @@ use crate::notify::SlackThread;
 /// - 4: `slack_thread`, where that alert was posted, so the dump's follow-up
 ///   (stored after all) replies in its thread, across restarts too; `chart`,
 ///   the window at the detection, for the alert's chart; `jemalloc`, the
-///   target's counters right after the dump, for the alert's verdict.
-pub const RECORD_VERSION: u32 = 4;
+///   target's counters right after the dump, for the alert's verdict;
+/// - 5: `info.note`, the operator's note on a manual dump (reason `manual`,
+///   which earlier versions cannot read: they move such a record aside).
+pub const RECORD_VERSION: u32 = 5;
 
 /// What is stored beside each dump.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -226,9 +226,22 @@ impl<S: ObjectStore> Worker<S> {
         );
         if let Payload::Spooled(s) = &job.dump {
             let (spool, s) = (self.spool.clone(), s.clone());
-            let removed = tokio::task::spawn_blocking(move || spool.remove(&s)).await;
-            if let Ok(Err(e)) = removed {
-                warn!(error = %e, "stored, but could not remove it from the spool; it may be uploaded again after a restart (same key; as it came, if it was stored symbolized)");
+            let bucket = self.store.bucket().to_string();
+            // Noted first, so `memory-monitor spool cat` can say where it went.
+            let removed = tokio::task::spawn_blocking(move || {
+                (
+                    spool.note_delivery(&s, &bucket, chrono::Utc::now()),
+                    spool.remove(&s),
+                )
+            })
+            .await;
+            if let Ok((noted, removed)) = removed {
+                if let Err(e) = noted {
+                    warn!(error = %e, "stored, but could not note the delivery in the spool's journal; `memory-monitor spool cat` will not know where it went");
+                }
+                if let Err(e) = removed {
+                    warn!(error = %e, "stored, but could not remove it from the spool; it may be uploaded again after a restart (same key; as it came, if it was stored symbolized)");
+                }
             }
         }
         self.store_beside(job).await;
