@@ -466,6 +466,23 @@ mod tests {
     }
 
     #[test]
+    fn a_manual_dump_carries_its_note() {
+        let info = DumpInfo {
+            note: Some("suspected leak: 100%".into()),
+            ..DumpInfo::example(Reason::Manual)
+        };
+        let metadata: HashMap<_, _> = object_metadata(&info).into_iter().collect();
+        assert_eq!(metadata["note"], "suspected leak: 100%25");
+        assert_eq!(metadata["reason"], "manual");
+        assert_eq!(metadata["trigger"], "manual");
+        assert!(
+            !object_metadata(&DumpInfo::example(Reason::Manual))
+                .iter()
+                .any(|(name, _)| name == "note")
+        );
+    }
+
+    #[test]
     fn metadata_values_are_header_safe() {
         let mut info = info();
         info.binary = "sérvice\n100%".to_owned();

@@ -84,7 +84,11 @@ impl Monitor {
         let stats = self
             .detector
             .stats(self.sampler.rss_anon(target), self.history.last_pressure);
-        warn!(pid = target.pid, note = note.as_deref().unwrap_or(""), "manual dump asked for (memory-monitor dump)");
+        warn!(
+            pid = target.pid,
+            note = note.as_deref().unwrap_or(""),
+            "manual dump asked for (memory-monitor dump)"
+        );
         self.manual.waiting = Some(reply);
         self.slot.start(Request {
             reason: Reason::Manual,

@@ -101,11 +101,11 @@ struct DumpEnv {
 #[derive(Debug, clap::Args)]
 struct SpoolEnv {
     /// The monitor's spool directory.
-    #[arg(long, env = "SPOOL_DIR", default_value = DEFAULT_SPOOL_DIR, global = true)]
+    #[arg(long, env = "SPOOL_DIR", default_value = DEFAULT_SPOOL_DIR)]
     spool_dir: PathBuf,
     /// The monitor's S3_PATH_PREFIX: records naming keys outside it are
     /// shown as not uploadable, as the monitor treats them.
-    #[arg(long, env = "S3_PATH_PREFIX", global = true)]
+    #[arg(long, env = "S3_PATH_PREFIX")]
     s3_path_prefix: String,
 }
 
@@ -261,7 +261,8 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let cli = Cli::try_parse_from(["mm", "spool", "cat", "abc", "--s3-path-prefix", "p/"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["mm", "spool", "--s3-path-prefix", "p/", "cat", "abc"]).unwrap();
         match cli.command {
             Command::Spool {
                 command: SpoolCommand::Cat { id },

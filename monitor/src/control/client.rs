@@ -70,7 +70,11 @@ impl DumpError {
 
 /// Asks the monitor listening on `socket` for a manual dump with `note`,
 /// waiting at most `wait` for the reply; returns the dump's object key.
-pub fn request_dump(socket: &Path, note: Option<String>, wait: Duration) -> Result<String, DumpError> {
+pub fn request_dump(
+    socket: &Path,
+    note: Option<String>,
+    wait: Duration,
+) -> Result<String, DumpError> {
     let mut stream = UnixStream::connect(socket).map_err(|e| connect_error(socket, e))?;
     let line = ControlRequest::Dump { note }.to_line();
     stream
@@ -95,7 +99,12 @@ pub fn request_dump(socket: &Path, note: Option<String>, wait: Duration) -> Resu
             }),
             ControlReply::Failed { why } => Err(DumpError::Failed(why)),
         },
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
             Err(DumpError::TimedOut(wait))
         }
         Err(e) => Err(DumpError::Protocol(format!("cannot read the reply: {e}"))),

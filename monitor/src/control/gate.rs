@@ -96,7 +96,9 @@ impl ManualGate {
             let what = if reason == Reason::Manual {
                 "another manual dump is being captured".to_string()
             } else {
-                format!("a {reason} dump is being captured right now (it is stored and alerted as usual)")
+                format!(
+                    "a {reason} dump is being captured right now (it is stored and alerted as usual)"
+                )
             };
             return Err(refuse(
                 format!("{what}; one capture runs at a time: try again in a few seconds"),
@@ -161,7 +163,10 @@ mod tests {
         assert_eq!(retry, Some(8), "7.5 s left rounds up");
         assert!(why.contains("at least 10s apart"), "{why}");
         assert!(why.contains("try again in 8s"), "{why}");
-        assert_eq!(gate.check(t0 + Duration::from_secs(13), ready()), Ok(TARGET));
+        assert_eq!(
+            gate.check(t0 + Duration::from_secs(13), ready()),
+            Ok(TARGET)
+        );
     }
 
     #[test]

@@ -79,8 +79,12 @@ impl ControlReply {
 
     /// Parses a reply line.
     pub fn parse(line: &str) -> Result<ControlReply, String> {
-        serde_json::from_str(line.trim())
-            .map_err(|e| format!("not a reply the client understands ({e}): {:?}", shorten(line)))
+        serde_json::from_str(line.trim()).map_err(|e| {
+            format!(
+                "not a reply the client understands ({e}): {:?}",
+                shorten(line)
+            )
+        })
     }
 }
 
@@ -148,7 +152,10 @@ mod tests {
 
     #[test]
     fn notes_are_trimmed_and_checked() {
-        assert_eq!(check_note("  suspected leak \t"), Ok("suspected leak".into()));
+        assert_eq!(
+            check_note("  suspected leak \t"),
+            Ok("suspected leak".into())
+        );
         assert_eq!(check_note(&"é".repeat(200)), Ok("é".repeat(200)));
         assert!(check_note("   ").is_err());
         assert!(check_note(&"é".repeat(201)).is_err());

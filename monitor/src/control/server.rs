@@ -244,7 +244,9 @@ fn private_dir(dir: &Path) -> Result<(), ControlError> {
         why,
     };
     if !meta.is_dir() {
-        return Err(unsafe_dir("it is not a directory (or is a symbolic link)".into()));
+        return Err(unsafe_dir(
+            "it is not a directory (or is a symbolic link)".into(),
+        ));
     }
     // SAFETY: geteuid has no preconditions and cannot fail.
     let euid = unsafe { libc::geteuid() };

@@ -325,6 +325,46 @@ mod tests {
     }
 
     #[test]
+    fn a_manual_dump_says_who_asked_and_shows_the_note() {
+        let info = DumpInfo {
+            note: Some("suspected leak <after deploy>".into()),
+            ..info(Reason::Manual, Trigger::Manual)
+        };
+        let alert = Alert {
+            info: &info,
+            location: stored(),
+            latest_baseline_key: None,
+            growth: None,
+        };
+        let message = render(&settings(), &alert).expect("manual dumps alert");
+        let blocks = all_text(&message);
+        assert!(
+            blocks.contains("Heap dump asked for in validator"),
+            "{blocks}"
+        );
+        assert!(
+            blocks.contains("manual dump, noticed by an operator (memory-monitor dump)"),
+            "{blocks}"
+        );
+        assert!(
+            blocks.contains("*Note*\nsuspected leak &lt;after deploy&gt;"),
+            "{blocks}"
+        );
+        let text = message["text"].as_str().unwrap();
+        assert!(
+            text.contains("Note: suspected leak &lt;after deploy&gt;"),
+            "{text}"
+        );
+        // Without a note there is no Note field.
+        let bare = info(Reason::Manual, Trigger::Manual);
+        let alert = Alert {
+            info: &bare,
+            ..alert
+        };
+        assert!(!all_text(&render(&settings(), &alert).unwrap()).contains("*Note*"));
+    }
+
+    #[test]
     fn explicit_channel_wins_over_routing() {
         let mut s = settings();
         let info = info(Reason::Spike, Trigger::Tick);

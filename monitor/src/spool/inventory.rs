@@ -49,9 +49,8 @@ impl Inventory {
     /// path segment. A dump both waiting and delivered (stored, then a crash
     /// before its removal) is waiting.
     pub fn find(&self, name: &str) -> Found<'_> {
-        let matches = |id: &str, key: &str| {
-            name == id || name == key || key.rsplit('/').next() == Some(name)
-        };
+        let matches =
+            |id: &str, key: &str| name == id || name == key || key.rsplit('/').next() == Some(name);
         if let Some(s) = self
             .waiting
             .iter()
@@ -176,7 +175,11 @@ mod tests {
 
     fn inventory() -> Inventory {
         Inventory {
-            waiting: vec![waiting(Reason::Manual, "a1", "heap/p-2023-11-14-22-13-20-manual.pprof")],
+            waiting: vec![waiting(
+                Reason::Manual,
+                "a1",
+                "heap/p-2023-11-14-22-13-20-manual.pprof",
+            )],
             unreadable: vec!["spool record x.json is unreadable: eof".into()],
             delivered: vec![
                 delivered("old", "heap/p-old.pprof"),
@@ -188,8 +191,15 @@ mod tests {
     #[test]
     fn a_dump_is_found_by_id_key_or_file_name() {
         let inv = inventory();
-        for name in ["a1", "heap/p-2023-11-14-22-13-20-manual.pprof", "p-2023-11-14-22-13-20-manual.pprof"] {
-            assert!(matches!(inv.find(name), Found::Waiting(s) if s.record.info.id == "a1"), "{name}");
+        for name in [
+            "a1",
+            "heap/p-2023-11-14-22-13-20-manual.pprof",
+            "p-2023-11-14-22-13-20-manual.pprof",
+        ] {
+            assert!(
+                matches!(inv.find(name), Found::Waiting(s) if s.record.info.id == "a1"),
+                "{name}"
+            );
         }
         assert!(matches!(inv.find("d1"), Found::Delivered(d) if d.id == "d1"));
         assert_eq!(inv.find("zz"), Found::Unknown);
@@ -200,11 +210,26 @@ mod tests {
     fn the_list_shows_waiting_unreadable_and_recent() {
         let text = inventory().render_list(1);
         let lines: Vec<&str> = text.lines().collect();
-        assert!(lines[0].starts_with("ID") && lines[0].contains("REASON"), "{text}");
-        assert!(lines[1].starts_with("a1 ") && lines[1].contains("manual"), "{text}");
-        assert!(lines[1].contains("2023-11-14 22:13:20") && lines[1].contains("120.6 KiB"), "{text}");
-        assert!(text.contains("not uploadable: spool record x.json"), "{text}");
-        assert!(text.contains("s3://dumps/heap/p-2023-11-14-22-15-00-spike.pprof"), "{text}");
+        assert!(
+            lines[0].starts_with("ID") && lines[0].contains("REASON"),
+            "{text}"
+        );
+        assert!(
+            lines[1].starts_with("a1 ") && lines[1].contains("manual"),
+            "{text}"
+        );
+        assert!(
+            lines[1].contains("2023-11-14 22:13:20") && lines[1].contains("120.6 KiB"),
+            "{text}"
+        );
+        assert!(
+            text.contains("not uploadable: spool record x.json"),
+            "{text}"
+        );
+        assert!(
+            text.contains("s3://dumps/heap/p-2023-11-14-22-15-00-spike.pprof"),
+            "{text}"
+        );
         assert!(!text.contains("p-old"), "only the newest {text}");
         let empty = Inventory::default().render_list(5);
         assert_eq!(empty, "no dumps waiting in the spool\n");
@@ -215,9 +240,16 @@ mod tests {
         let inv = inventory();
         let unknown = inv.unknown("zz");
         assert!(unknown.contains("waiting there: a1"), "{unknown}");
-        assert!(Inventory::default().unknown("zz").contains("no dumps wait there"));
+        assert!(
+            Inventory::default()
+                .unknown("zz")
+                .contains("no dumps wait there")
+        );
         let d = delivered("d1", "heap/k.pprof");
         let said = delivered_message(&d);
-        assert!(said.contains("stored as s3://dumps/heap/k.pprof at 2023-11-14 22:15:00 UTC"), "{said}");
+        assert!(
+            said.contains("stored as s3://dumps/heap/k.pprof at 2023-11-14 22:15:00 UTC"),
+            "{said}"
+        );
     }
 }

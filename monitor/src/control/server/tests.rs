@@ -21,7 +21,10 @@ async fn a_request_reaches_the_loop_and_its_reply_the_client() {
     let dir = tempfile::tempdir().unwrap();
     let path = socket_path(dir.path());
     let mut server = ControlServer::bind(&path).unwrap();
-    let mode = fs::metadata(path.parent().unwrap()).unwrap().permissions().mode();
+    let mode = fs::metadata(path.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o700, "the control directory is private");
 
     let client = tokio::spawn({
@@ -129,7 +132,10 @@ fn no_monitor_is_said_plainly() {
     let path = socket_path(dir.path());
     let e = request_dump(&path, None, Duration::from_secs(1)).unwrap_err();
     let said = e.to_string();
-    assert!(said.contains("is the monitor running in this container?"), "{said}");
+    assert!(
+        said.contains("is the monitor running in this container?"),
+        "{said}"
+    );
     assert!(said.contains(&path.display().to_string()), "{said}");
     assert!(said.contains("no socket there"), "{said}");
 

@@ -370,7 +370,10 @@ mod disk;
 fn a_stored_dump_is_remembered_and_tidying_leaves_the_journal_and_control_dir_alone() {
     let dir = tempfile::tempdir().unwrap();
     let spool = spool_in(dir.path(), limits(10, 1 << 20));
-    let stored = spool.put(record("a", Reason::Manual, 1), b"abc").unwrap().spooled;
+    let stored = spool
+        .put(record("a", Reason::Manual, 1), b"abc")
+        .unwrap()
+        .spooled;
     spool.put(record("b", Reason::Spike, 2), b"def").unwrap();
     fs::create_dir(dir.path().join("control")).unwrap();
 
@@ -382,11 +385,18 @@ fn a_stored_dump_is_remembered_and_tidying_leaves_the_journal_and_control_dir_al
     assert!(!tidied.changed_anything(), "{tidied:?}");
     assert!(dir.path().join("control").is_dir());
     let inventory = spool.inventory().unwrap();
-    let waiting: Vec<_> = inventory.waiting.iter().map(|s| s.record.info.id.as_str()).collect();
+    let waiting: Vec<_> = inventory
+        .waiting
+        .iter()
+        .map(|s| s.record.info.id.as_str())
+        .collect();
     assert_eq!(waiting, ["b"]);
     match inventory.find("a") {
         Found::Delivered(d) => {
-            assert_eq!((d.bucket.as_str(), d.key.as_str()), ("bucket", stored.record.info.key.as_str()));
+            assert_eq!(
+                (d.bucket.as_str(), d.key.as_str()),
+                ("bucket", stored.record.info.key.as_str())
+            );
             assert_eq!(d.stored_at, at);
         }
         other => panic!("{other:?}"),
@@ -399,6 +409,9 @@ fn a_stored_dump_is_remembered_and_tidying_leaves_the_journal_and_control_dir_al
     }
     let delivered = spool.delivered().unwrap();
     assert_eq!(delivered.len(), JOURNAL_MAX);
-    assert_eq!(delivered.last().unwrap().id, format!("x{}", JOURNAL_MAX + 2));
+    assert_eq!(
+        delivered.last().unwrap().id,
+        format!("x{}", JOURNAL_MAX + 2)
+    );
     assert!(!dir.path().join(format!(".{JOURNAL_FILE}.tmp")).exists());
 }
