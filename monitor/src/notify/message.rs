@@ -326,12 +326,12 @@ mod tests {
 
     #[test]
     fn a_manual_dump_says_who_asked_and_shows_the_note() {
-        let info = DumpInfo {
+        let noted = DumpInfo {
             note: Some("suspected leak <after deploy>".into()),
             ..info(Reason::Manual, Trigger::Manual)
         };
         let alert = Alert {
-            info: &info,
+            info: &noted,
             location: stored(),
             latest_baseline_key: None,
             growth: None,

@@ -73,8 +73,8 @@ impl Inventory {
         } else {
             let _ = writeln!(
                 out,
-                "{:<42} {:<10} {:<24} {:>10}  {}",
-                "ID", "REASON", "CAPTURED (UTC)", "SIZE", "KEY"
+                "{:<42} {:<10} {:<24} {:>10}  KEY",
+                "ID", "REASON", "CAPTURED (UTC)", "SIZE"
             );
             for s in &self.waiting {
                 let info = &s.record.info;
