@@ -212,3 +212,24 @@ fn a_dump_the_store_cannot_take_is_fetched_from_the_spool_then_said_to_be_stored
     assert!(listed.contains("recently stored"), "{listed}");
     second.stop(Duration::from_secs(10));
 }
+
+#[test]
+fn spool_cat_refuses_to_write_a_profile_to_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = storeless_env("mm-tty", dir.path());
+    std::fs::create_dir_all(&env["SPOOL_DIR"]).unwrap();
+    // `script` gives the command a pseudo-terminal as stdout (util-linux).
+    let command = format!("{} spool cat some-id", testkit::monitor::binary().display());
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_clear()
+        .envs(&env)
+        .output()
+        .expect("script (util-linux) runs");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("refusing to write a gzipped profile to a terminal: redirect it"),
+        "{said}"
+    );
+}
