@@ -92,6 +92,15 @@ impl Inventory {
                     human_bytes(info.size),
                     info.key
                 );
+                if let Some(f) = &s.record.upload_failures {
+                    let _ = writeln!(
+                        out,
+                        "    upload failed {} time(s), last at {}: {}",
+                        f.attempts,
+                        f.last_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                        f.last_error
+                    );
+                }
             }
         }
         for why in &self.unreadable {
@@ -174,12 +183,18 @@ mod tests {
     }
 
     fn inventory() -> Inventory {
+        let mut failing = waiting(
+            Reason::Manual,
+            "a1",
+            "heap/p-2023-11-14-22-13-20-manual.pprof",
+        );
+        failing.record.upload_failures = Some(crate::spool::UploadFailures {
+            attempts: 3,
+            last_error: "dispatch failure: connection refused".into(),
+            last_at: DateTime::from_timestamp(1_700_000_050, 0).unwrap(),
+        });
         Inventory {
-            waiting: vec![waiting(
-                Reason::Manual,
-                "a1",
-                "heap/p-2023-11-14-22-13-20-manual.pprof",
-            )],
+            waiting: vec![failing],
             unreadable: vec!["spool record x.json is unreadable: eof".into()],
             delivered: vec![
                 delivered("old", "heap/p-old.pprof"),

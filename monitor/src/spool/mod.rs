@@ -35,7 +35,7 @@ use room::{MIN_RESERVE, size_of};
 
 pub use inventory::{Found, Inventory, delivered_message};
 pub use journal::{Delivered, JOURNAL_FILE, JOURNAL_MAX};
-pub use record::{RECORD_VERSION, SpoolRecord};
+pub use record::{LAST_ERROR_MAX, RECORD_VERSION, SpoolRecord, UploadFailures};
 use record::{encode, read_record};
 pub use tidy::{ASIDE_DIR, Tidied};
 pub use writer::{DumpWriter, Staged};

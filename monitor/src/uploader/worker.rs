@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{MemorySlot, MemorySlots, PERMANENT_RETRY_DELAY, UploaderSettings};
 use crate::analysis::{Answer, Baseline};
@@ -269,6 +269,15 @@ impl<S: ObjectStore> Worker<S> {
             warn!(error = %why, key = %key, attempt = job.attempts, kept_in = %job.dump.location(), retry_in = ?wait, "upload failed; the dump stays spooled and will be retried");
         } else {
             error!(error = %why, key = %key, attempt = job.attempts, kept_in = %job.dump.location(), retry_in = ?wait, "upload refused for good (credentials, bucket or policy?); the dump stays spooled and is tried again only rarely: fix the cause");
+        }
+        if let Payload::Spooled(s) = &job.dump {
+            // For `memory-monitor spool list`; best effort, off the loop.
+            let (spool, s, why) = (self.spool.clone(), s.clone(), why.clone());
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = spool.note_failed_upload(&s, &why, chrono::Utc::now()) {
+                    debug!(error = %e, "cannot note the failed attempt in the spool record");
+                }
+            });
         }
         job.last_error = Some(why);
         Outcome::Retry(wait)

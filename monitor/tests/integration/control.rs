@@ -160,9 +160,18 @@ fn a_dump_the_store_cannot_take_is_fetched_from_the_spool_then_said_to_be_stored
     );
     first.wait_for(&[logs::UPLOAD_FAILED, &key], 1, Duration::from_secs(20));
 
-    let list = run(&["spool", "list"], &unreachable);
-    let (listed, stderr) = text(&list);
-    assert!(list.status.success(), "{stderr}");
+    // The failed attempt is noted in the record beside the log line.
+    let deadline = std::time::Instant::now() + testkit::patience::stretch(Duration::from_secs(5));
+    let listed = loop {
+        let list = run(&["spool", "list"], &unreachable);
+        let (listed, stderr) = text(&list);
+        assert!(list.status.success(), "{stderr}");
+        if listed.contains("upload failed") || std::time::Instant::now() > deadline {
+            break listed;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(listed.contains("upload failed"), "{listed}");
     let line = listed
         .lines()
         .find(|l| l.ends_with(&key) || l.contains(&format!("{key} ")))
