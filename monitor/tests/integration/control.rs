@@ -171,6 +171,7 @@ fn a_dump_the_store_cannot_take_is_fetched_from_the_spool_then_said_to_be_stored
         }
         std::thread::sleep(Duration::from_millis(100));
     };
+    eprintln!("memory-monitor spool list:\n{listed}");
     assert!(listed.contains("upload failed"), "{listed}");
     let line = listed
         .lines()
