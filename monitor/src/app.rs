@@ -5,6 +5,8 @@
 //! [`CaptureSlot`] (one capture at a time) → [`Handoff`] (name, spool) →
 //! the uploader (store → notify) running beside the loop. When the target
 //! disappears, `limits` decides whether it was OOM-killed and reports it.
+//! Requests from `memory-monitor dump` on the control socket are one more
+//! way into the slot (`manual`).
 //!
 //! Each `select!` arm of [`Monitor::run`] is one stage's event; the handlers
 //! below only pass results from one stage to the next and log what a person
@@ -32,6 +34,7 @@ use crate::sampler::{Sample, Sampler, TargetEvent};
 use crate::units::{human_bytes, human_duration};
 
 mod limits;
+mod manual;
 mod setup;
 
 /// Marks the monitor non-dumpable (`PR_SET_DUMPABLE` 0). In the procfs
@@ -84,6 +87,8 @@ struct Monitor {
     kills: Option<KillNotifier>,
     /// What the current target's OOM-kill report needs.
     history: limits::History,
+    /// The control socket and the manual dump it waits for.
+    manual: manual::Manual,
 }
 
 impl Monitor {
@@ -111,6 +116,7 @@ impl Monitor {
                     }
                 }
                 finished = self.slot.finished() => self.on_capture_done(finished),
+                request = self.manual.next() => self.on_control(request),
             }
         }
     }
@@ -290,6 +296,7 @@ impl Monitor {
             target,
             mode: self.sampler.sampling(),
             chart,
+            note: None,
         });
     }
 
@@ -319,10 +326,15 @@ impl Monitor {
             Err(e) => {
                 self.metrics.failed(FailedStage::Capture);
                 error!(reason = %request.reason, error = %e, "heap dump failed; no cooldown started");
-                let wait = self.slot.failed(request.reason, now);
-                self.detector.pause(request.reason, (now + wait).into_std());
-                if request.reason == Reason::NearOom {
-                    self.history.near_oom_failure = Some(e);
+                if request.reason == Reason::Manual {
+                    // The operator hears of it; no rule or baseline backs off.
+                    self.manual_done(Err(e));
+                } else {
+                    let wait = self.slot.failed(request.reason, now);
+                    self.detector.pause(request.reason, (now + wait).into_std());
+                    if request.reason == Reason::NearOom {
+                        self.history.near_oom_failure = Some(e);
+                    }
                 }
                 self.start_pending();
                 return;
@@ -342,6 +354,9 @@ impl Monitor {
         let key = self
             .handoff
             .deliver(&request, captured, binaries, jemalloc, current_target);
+        if request.reason == Reason::Manual {
+            self.manual_done(Ok(key.clone()));
+        }
         if current_target {
             self.history.dumped(key, &request, now);
             if matches!(request.reason, Reason::Spike | Reason::SlowLeak) {

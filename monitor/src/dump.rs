@@ -18,15 +18,19 @@ pub enum Reason {
     /// The cgroup's working set at OOM_DUMP_AT of the memory limit, or a
     /// further OOM_DUMP_STEP above the last such dump.
     NearOom,
+    /// Asked by an operator (`memory-monitor dump`), through the control
+    /// socket; no rule fired.
+    Manual,
 }
 
 impl Reason {
     /// Every reason.
-    pub const ALL: [Reason; 4] = [
+    pub const ALL: [Reason; 5] = [
         Reason::Baseline,
         Reason::Spike,
         Reason::SlowLeak,
         Reason::NearOom,
+        Reason::Manual,
     ];
 
     /// The name used in object keys, metadata and logs.
@@ -36,6 +40,7 @@ impl Reason {
             Reason::Spike => "spike",
             Reason::SlowLeak => "slow-leak",
             Reason::NearOom => "near-oom",
+            Reason::Manual => "manual",
         }
     }
 }
@@ -59,6 +64,8 @@ pub enum Trigger {
     /// The target cgroup's memory events (reclaim at the limit) woke a
     /// sample between ticks.
     MemoryEvent,
+    /// An operator asked (`memory-monitor dump`).
+    Manual,
 }
 
 impl Trigger {
@@ -69,6 +76,7 @@ impl Trigger {
             Trigger::Event => "event",
             Trigger::Startup => "startup",
             Trigger::MemoryEvent => "memory-event",
+            Trigger::Manual => "manual",
         }
     }
 }
@@ -150,6 +158,10 @@ pub struct DumpInfo {
     /// spooled by versions that did not record it.
     #[serde(default)]
     pub mode: Option<Sampling>,
+    /// The operator's note on a manual dump (`memory-monitor dump --note`),
+    /// shown in the alert and stored in the object's metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl DumpInfo {
@@ -163,10 +175,10 @@ impl DumpInfo {
         DumpInfo {
             id: format!("20231114T221320.000Z-{reason}-0000beef"),
             reason,
-            trigger: if reason == Reason::Baseline {
-                Trigger::Startup
-            } else {
-                Trigger::Tick
+            trigger: match reason {
+                Reason::Baseline => Trigger::Startup,
+                Reason::Manual => Trigger::Manual,
+                _ => Trigger::Tick,
             },
             binary: "validator".into(),
             pid: 4242,
@@ -183,6 +195,7 @@ impl DumpInfo {
             },
             size: 123_456,
             mode: Some(Sampling::Procfs),
+            note: None,
         }
     }
 }

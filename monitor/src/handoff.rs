@@ -89,6 +89,7 @@ impl Handoff {
             stats: request.stats,
             size: captured.size(),
             mode: Some(request.mode),
+            note: request.note.clone(),
         };
         info!(reason = %info.reason, bytes = info.size, key = %info.key, id = %info.id, "heap dump captured");
         let baseline_key = self.latest_baseline_key.clone();

@@ -28,8 +28,10 @@
 //! and hands each stage its settings; [`metrics`] exports what happens;
 //! [`logging`] and [`units`] serve them all; [`alloc`] keeps the monitor's own
 //! heap small. [`tools`] are the commands for humans in the same binary
-//! (`memory-monitor diff`/`top`), and [`check`] verifies the set-up end to
-//! end (`memory-monitor check`).
+//! (`memory-monitor diff`/`top`), [`check`] verifies the set-up end to end
+//! (`memory-monitor check`), and [`control`] holds the operator's commands
+//! on a running monitor and its spool (`memory-monitor dump`, `spool
+//! list|cat`) and the control socket the loop answers them on.
 
 pub mod alloc;
 pub mod analysis;
@@ -40,6 +42,7 @@ pub mod cgroup;
 pub mod chart;
 pub mod check;
 pub mod config;
+pub mod control;
 pub mod detector;
 pub mod discovery;
 pub mod dump;

@@ -1,6 +1,7 @@
 //! `memory-monitor`: the sidecar binary. See the crate docs of `monitor` for
 //! the data flow; this file only reads the configuration and runs the loop,
-//! or hands over to the commands for humans (`diff`, `top`: `monitor::tools`).
+//! or hands over to the commands for humans (`diff`, `top`, `check`, `dump`,
+//! `spool`: `monitor::tools`).
 
 use std::time::Duration;
 
@@ -19,7 +20,8 @@ const MAX_BLOCKING_THREADS: usize = 4;
 fn main() -> std::process::ExitCode {
     // Before any thread exists: arenas are created per thread.
     alloc::limit_arenas();
-    // `memory-monitor diff ...` / `top ...`; anything else is the monitor,
+    // `memory-monitor diff ...`, `check`, `dump`, `spool ...` (the commands
+    // for humans, tools::COMMANDS); anything else is the monitor,
     // whose configuration (flags or environment) clap reads below.
     if tools::is_command(std::env::args_os().nth(1).as_deref()) {
         return tools::main(std::env::args_os());

@@ -100,6 +100,8 @@ pub fn object_metadata(info: &DumpInfo) -> Vec<(String, String)> {
         ("dump-id", info.id.clone()),
     ]
     .into_iter()
+    // The operator's words on a manual dump (percent-encoded like the rest).
+    .chain(info.note.clone().map(|note| ("note", note)))
     .map(|(name, value)| (name.to_owned(), header_safe(&value)))
     .collect()
 }
@@ -464,6 +466,23 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn a_manual_dump_carries_its_note() {
+        let info = DumpInfo {
+            note: Some("suspected leak: 100%".into()),
+            ..DumpInfo::example(Reason::Manual)
+        };
+        let metadata: HashMap<_, _> = object_metadata(&info).into_iter().collect();
+        assert_eq!(metadata["note"], "suspected leak: 100%25");
+        assert_eq!(metadata["reason"], "manual");
+        assert_eq!(metadata["trigger"], "manual");
+        assert!(
+            !object_metadata(&DumpInfo::example(Reason::Manual))
+                .iter()
+                .any(|(name, _)| name == "note")
+        );
     }
 
     #[test]

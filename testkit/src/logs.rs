@@ -119,3 +119,7 @@ pub const TARGET_EXIT_NOT_OOM: &str = "target exited; not an OOM kill";
 pub const TARGET_EXIT_UNKNOWN: &str = "whether it was OOM-killed is unknown";
 /// A new target's near-OOM rule has a limit; the line lists the wake-ups.
 pub const NEAR_OOM_ARMED: &str = "near-OOM rule armed";
+/// The monitor listens on its control socket (`memory-monitor dump`).
+pub const CONTROL_LISTENING: &str = "control socket listening";
+/// A manual dump refused (no target, cooldown, a capture in flight).
+pub const MANUAL_REFUSED: &str = "manual dump refused";

@@ -124,6 +124,7 @@ impl Monitor {
             target: sample.target,
             mode: self.sampler.sampling(),
             chart: self.chart_of(d, sample),
+            note: None,
         };
         let replaced = self.slot.set_pending(request);
         self.detector.capturing(d);

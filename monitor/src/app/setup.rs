@@ -94,6 +94,7 @@ pub(super) async fn build(config: Config) -> anyhow::Result<(Monitor, Lifecycle)
         metrics.clone(),
         stopping,
     );
+    let manual = super::manual::Manual::start(spool.dir());
     let monitor = Monitor {
         check_interval: config.sampler.check_interval,
         initial_delay: config.sampler.initial_delay,
@@ -111,6 +112,7 @@ pub(super) async fn build(config: Config) -> anyhow::Result<(Monitor, Lifecycle)
         oom: OomWatch::new(config.limit),
         kills,
         history: Default::default(),
+        manual,
     };
     // Start-up allocated once what it will not need again (in eBPF mode the
     // kernel's BTF, parsed to load the programs: ~15 MiB otherwise kept).

@@ -57,6 +57,8 @@ pub struct Request {
     /// The window when the rule fired, for the alert's chart and pace
     /// (None for baseline dumps).
     pub chart: Option<Box<ChartInput>>,
+    /// The operator's note (manual dumps only).
+    pub note: Option<String>,
 }
 
 /// A capture that ended: the dump, or why there is none.

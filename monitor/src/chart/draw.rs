@@ -45,7 +45,7 @@ fn levels(input: &ChartInput) -> (Vec<Level>, Vec<String>) {
         Reason::Spike => input.spike_limit,
         Reason::SlowLeak => input.leak_limit,
         Reason::NearOom => input.memory_limit,
-        Reason::Baseline => None,
+        Reason::Baseline | Reason::Manual => None,
     };
     let core = input
         .samples

@@ -231,7 +231,7 @@ impl Detector {
 
     /// A capture for `reason` failed: the rule is held until `until`, like a
     /// cooldown, so it does not ask the target again at every sample, and a
-    /// rule after it in precedence may fire meanwhile. Baselines are not rules.
+    /// rule after it in precedence may fire meanwhile. Baseline and manual dumps are not rules.
     pub fn pause(&mut self, reason: Reason, until: Instant) {
         match reason {
             Reason::Spike => self.spike_paused_until = Some(until),
@@ -240,7 +240,7 @@ impl Detector {
                 self.near_oom.failed();
                 self.near_oom_paused_until = Some(until);
             }
-            Reason::Baseline => {}
+            Reason::Baseline | Reason::Manual => {}
         }
     }
 
@@ -320,8 +320,9 @@ impl Detector {
     /// the current P50. Baseline dumps are evidence only and change nothing.
     pub fn record_dump(&mut self, reason: Reason, now: Instant) {
         match reason {
-            // Near-OOM dumps are spaced by their steps and keep the baseline.
-            Reason::Baseline | Reason::NearOom => return,
+            // Near-OOM dumps are spaced by their steps and keep the baseline;
+            // a manual dump says nothing about the rules.
+            Reason::Baseline | Reason::NearOom | Reason::Manual => return,
             Reason::Spike => {
                 self.spike_cooldown.start(now);
                 self.leak_cooldown.start(now);

@@ -244,7 +244,9 @@ impl Metrics {
             let _ = m.capture_backoff.get_or_create(&r);
             let _ = m.held_by_backoff.get_or_create(&r);
             for trigger in TRIGGERS {
-                if reason != Reason::Baseline && trigger != Trigger::Startup {
+                // Only the rules detect: no baseline or manual detections.
+                let rule = !matches!(reason, Reason::Baseline | Reason::Manual);
+                if rule && trigger != Trigger::Startup {
                     let _ = m.detections.get_or_create(&[
                         ("reason", reason.as_str()),
                         ("trigger", trigger.as_str()),

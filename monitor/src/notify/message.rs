@@ -60,12 +60,14 @@ pub fn render(settings: &SlackSettings, alert: &Alert) -> Option<Value> {
         Reason::Spike => "spike",
         Reason::SlowLeak => "slow leak",
         Reason::NearOom => "near OOM",
+        Reason::Manual => "manual dump",
     };
     let noticed_by = match info.trigger {
         Trigger::Event => "an eBPF event",
         Trigger::Tick => "a tick",
         Trigger::Startup => "start-up",
         Trigger::MemoryEvent => "the cgroup's memory events",
+        Trigger::Manual => "an operator (memory-monitor dump)",
     };
     // Records spooled by older versions do not say how they were sampled.
     let mode = info
@@ -73,9 +75,14 @@ pub fn render(settings: &SlackSettings, alert: &Alert) -> Option<Value> {
         .map(|m| format!(" ({m} mode)"))
         .unwrap_or_default();
     let memory = memory_change(info);
+    let subject = if info.reason == Reason::Manual {
+        "Heap dump asked for".to_string()
+    } else {
+        format!("Memory {what}")
+    };
     let title = truncate(
         &format!(
-            "Memory {what} in {} on {} ({}/{})",
+            "{subject} in {} on {} ({}/{})",
             info.binary, info.pod, settings.network, settings.environment
         ),
         HEADER_MAX,
@@ -94,6 +101,7 @@ pub fn render(settings: &SlackSettings, alert: &Alert) -> Option<Value> {
     ]
     .into_iter()
     .chain(limit_field(info))
+    .chain(info.note.as_ref().map(|note| ("Note", esc(note))))
     .map(|(name, value)| json!({"type": "mrkdwn", "text": truncate(&format!("*{name}*\n{value}"), FIELD_MAX)}))
     .collect::<Vec<_>>();
 
@@ -147,8 +155,13 @@ pub fn render(settings: &SlackSettings, alert: &Alert) -> Option<Value> {
         list.splice(2..2, answer);
     }
 
+    let note = info
+        .note
+        .as_ref()
+        .map(|note| format!(" Note: {note}"))
+        .unwrap_or_default();
     let mut text = esc(&format!(
-        "Memory {what} in {} on {} ({}/{}), noticed by {noticed_by}{mode}: {}. {where_plain}. {compare_plain}",
+        "{subject} in {} on {} ({}/{}), noticed by {noticed_by}{mode}: {}. {where_plain}. {compare_plain}{note}",
         info.binary, info.pod, settings.network, settings.environment, memory.plain
     ));
     if let Some(section) = &alert.growth {
@@ -309,6 +322,46 @@ mod tests {
         let mut out = String::new();
         walk(&message["blocks"], &mut out);
         out
+    }
+
+    #[test]
+    fn a_manual_dump_says_who_asked_and_shows_the_note() {
+        let noted = DumpInfo {
+            note: Some("suspected leak <after deploy>".into()),
+            ..info(Reason::Manual, Trigger::Manual)
+        };
+        let alert = Alert {
+            info: &noted,
+            location: stored(),
+            latest_baseline_key: None,
+            growth: None,
+        };
+        let message = render(&settings(), &alert).expect("manual dumps alert");
+        let blocks = all_text(&message);
+        assert!(
+            blocks.contains("Heap dump asked for in validator"),
+            "{blocks}"
+        );
+        assert!(
+            blocks.contains("manual dump, noticed by an operator (memory-monitor dump)"),
+            "{blocks}"
+        );
+        assert!(
+            blocks.contains("*Note*\nsuspected leak &lt;after deploy&gt;"),
+            "{blocks}"
+        );
+        let text = message["text"].as_str().unwrap();
+        assert!(
+            text.contains("Note: suspected leak &lt;after deploy&gt;"),
+            "{text}"
+        );
+        // Without a note there is no Note field.
+        let bare = info(Reason::Manual, Trigger::Manual);
+        let alert = Alert {
+            info: &bare,
+            ..alert
+        };
+        assert!(!all_text(&render(&settings(), &alert).unwrap()).contains("*Note*"));
     }
 
     #[test]

@@ -23,6 +23,8 @@ use thiserror::Error;
 use crate::naming;
 
 mod files;
+mod inventory;
+mod journal;
 mod record;
 mod room;
 mod tidy;
@@ -31,7 +33,9 @@ mod writer;
 use files::{create_new, create_private_dir, is_record_file, remove_if_present, write_new};
 use room::{MIN_RESERVE, size_of};
 
-pub use record::{RECORD_VERSION, SpoolRecord};
+pub use inventory::{Found, Inventory, delivered_message};
+pub use journal::{Delivered, JOURNAL_FILE, JOURNAL_MAX};
+pub use record::{LAST_ERROR_MAX, RECORD_VERSION, SpoolRecord, UploadFailures};
 use record::{encode, read_record};
 pub use tidy::{ASIDE_DIR, Tidied};
 pub use writer::{DumpWriter, Staged};

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{Spool, SpoolError, Spooled};
@@ -22,8 +23,11 @@ use crate::notify::SlackThread;
 /// - 4: `slack_thread`, where that alert was posted, so the dump's follow-up
 ///   (stored after all) replies in its thread, across restarts too; `chart`,
 ///   the window at the detection, for the alert's chart; `jemalloc`, the
-///   target's counters right after the dump, for the alert's verdict.
-pub const RECORD_VERSION: u32 = 4;
+///   target's counters right after the dump, for the alert's verdict;
+/// - 5: `info.note`, the operator's note on a manual dump (reason `manual`,
+///   which earlier versions cannot read: they move such a record aside);
+///   `upload_failures`, for `memory-monitor spool list`.
+pub const RECORD_VERSION: u32 = 5;
 
 /// What is stored beside each dump.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,7 +51,25 @@ pub struct SpoolRecord {
     /// jemalloc's counters right after the dump (targets serving `stats`).
     #[serde(default)]
     pub jemalloc: Option<JemallocStats>,
+    /// Failed upload attempts so far, across monitor restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_failures: Option<UploadFailures>,
 }
+
+/// How often a dump's upload failed, and the last error, as
+/// `memory-monitor spool list` shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadFailures {
+    /// Failed attempts, counted across monitor restarts.
+    pub attempts: u32,
+    /// The last attempt's error (at most [`LAST_ERROR_MAX`] characters).
+    pub last_error: String,
+    /// When the last attempt failed.
+    pub last_at: DateTime<Utc>,
+}
+
+/// The longest error kept in a record.
+pub const LAST_ERROR_MAX: usize = 500;
 
 impl SpoolRecord {
     /// A record in the current format.
@@ -60,6 +82,7 @@ impl SpoolRecord {
             slack_thread: None,
             chart: None,
             jemalloc: None,
+            upload_failures: None,
         }
     }
 }
@@ -78,6 +101,24 @@ impl Spool {
         self.update_record(dump, |r| {
             r.spooled_alert_sent = true;
             r.slack_thread = Some(thread);
+        })
+    }
+
+    /// Notes a failed upload attempt of `dump` in its record, for `spool
+    /// list`. Writes nothing when the dump has left the spool: returns false.
+    pub fn note_failed_upload(
+        &self,
+        dump: &Spooled,
+        why: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, SpoolError> {
+        self.update_record(dump, |r| {
+            let attempts = r.upload_failures.as_ref().map_or(0, |f| f.attempts);
+            r.upload_failures = Some(UploadFailures {
+                attempts: attempts.saturating_add(1),
+                last_error: why.chars().take(LAST_ERROR_MAX).collect(),
+                last_at: at,
+            });
         })
     }
 

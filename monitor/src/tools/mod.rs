@@ -3,7 +3,9 @@
 //! - `memory-monitor diff BASE DUMP [--top N]`: what grew from one heap
 //!   profile to the other, by function and by stack;
 //! - `memory-monitor top DUMP [--top N]`: the largest in-use sites of one;
-//! - `memory-monitor check`: the set-up verified end to end ([`crate::check`]).
+//! - `memory-monitor check`: the set-up verified end to end ([`crate::check`]);
+//! - `memory-monitor dump` and `spool list|cat`: a dump asked of the running
+//!   monitor, the spool seen and fetched ([`crate::control::cli`]).
 //!
 //! Each profile is a local file or an `s3://bucket/key` URI, read with the
 //! monitor's AWS credential chain. `main.rs` hands over to [`main`] when the
@@ -21,6 +23,7 @@ mod source;
 pub use source::{MAX_PROFILE_BYTES, S3Access, Source, SourceError};
 
 /// The first arguments that select a command instead of the monitor.
+/// (`dump` and `spool` are [`crate::control::cli::COMMANDS`].)
 pub const COMMANDS: &[&str] = &["diff", "top", crate::check::COMMAND];
 
 /// How long a function name may be in the printed table before it is
@@ -33,6 +36,7 @@ pub fn is_command(first: Option<&std::ffi::OsStr>) -> bool {
     first
         .and_then(|a| a.to_str())
         .is_some_and(|a| COMMANDS.contains(&a))
+        || crate::control::cli::is_command(first)
 }
 
 #[derive(Debug, Parser)]
@@ -83,6 +87,9 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let args: Vec<OsString> = args.into_iter().collect();
     if args.get(1).is_some_and(|a| a == crate::check::COMMAND) {
         return crate::check::main(args);
+    }
+    if crate::control::cli::is_command(args.get(1).map(OsString::as_os_str)) {
+        return crate::control::cli::main(args);
     }
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
@@ -144,6 +151,8 @@ mod tests {
         assert!(is_command(Some("diff".as_ref())));
         assert!(is_command(Some("top".as_ref())));
         assert!(is_command(Some("check".as_ref())));
+        assert!(is_command(Some("dump".as_ref())));
+        assert!(is_command(Some("spool".as_ref())));
         for other in ["--help", "--binary-name", "x", "Diff", ""] {
             assert!(!is_command(Some(other.as_ref())), "{other}");
         }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{MemorySlot, MemorySlots, PERMANENT_RETRY_DELAY, UploaderSettings};
 use crate::analysis::{Answer, Baseline};
@@ -226,9 +226,22 @@ impl<S: ObjectStore> Worker<S> {
         );
         if let Payload::Spooled(s) = &job.dump {
             let (spool, s) = (self.spool.clone(), s.clone());
-            let removed = tokio::task::spawn_blocking(move || spool.remove(&s)).await;
-            if let Ok(Err(e)) = removed {
-                warn!(error = %e, "stored, but could not remove it from the spool; it may be uploaded again after a restart (same key; as it came, if it was stored symbolized)");
+            let bucket = self.store.bucket().to_string();
+            // Noted first, so `memory-monitor spool cat` can say where it went.
+            let removed = tokio::task::spawn_blocking(move || {
+                (
+                    spool.note_delivery(&s, &bucket, chrono::Utc::now()),
+                    spool.remove(&s),
+                )
+            })
+            .await;
+            if let Ok((noted, removed)) = removed {
+                if let Err(e) = noted {
+                    warn!(error = %e, "stored, but could not note the delivery in the spool's journal; `memory-monitor spool cat` will not know where it went");
+                }
+                if let Err(e) = removed {
+                    warn!(error = %e, "stored, but could not remove it from the spool; it may be uploaded again after a restart (same key; as it came, if it was stored symbolized)");
+                }
             }
         }
         self.store_beside(job).await;
@@ -256,6 +269,15 @@ impl<S: ObjectStore> Worker<S> {
             warn!(error = %why, key = %key, attempt = job.attempts, kept_in = %job.dump.location(), retry_in = ?wait, "upload failed; the dump stays spooled and will be retried");
         } else {
             error!(error = %why, key = %key, attempt = job.attempts, kept_in = %job.dump.location(), retry_in = ?wait, "upload refused for good (credentials, bucket or policy?); the dump stays spooled and is tried again only rarely: fix the cause");
+        }
+        if let Payload::Spooled(s) = &job.dump {
+            // For `memory-monitor spool list`; best effort, off the loop.
+            let (spool, s, why) = (self.spool.clone(), s.clone(), why.clone());
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = spool.note_failed_upload(&s, &why, chrono::Utc::now()) {
+                    debug!(error = %e, "cannot note the failed attempt in the spool record");
+                }
+            });
         }
         job.last_error = Some(why);
         Outcome::Retry(wait)

@@ -16,6 +16,7 @@
 //! - [`symbolize`]: unsymbolized dumps stored symbolized, and what happens when they cannot be;
 //! - [`notify`]: the Slack client against the stand-in;
 //! - [`chart`]: the alert's chart drawn and shared into its thread (upload flow, `missing_scope`);
+//! - [`control`]: `memory-monitor dump` (manual dumps, their cooldown) and `spool list|cat`;
 //! - [`end_to_end`]: the monitor binary in procfs mode, detection to alert;
 //! - [`faults`]: outages, crashes and bad answers around a running monitor;
 //! - [`limits`]: the process limits the monitor sets itself;
@@ -40,6 +41,7 @@ mod capture;
 mod cgroup;
 mod chart;
 mod check;
+mod control;
 mod discovery;
 #[cfg(feature = "ebpf")]
 mod ebpf;

@@ -365,3 +365,53 @@ fn tidy_clears_what_a_crash_leaves_and_moves_foreign_records_aside() {
 }
 
 mod disk;
+
+#[test]
+fn a_stored_dump_is_remembered_and_tidying_leaves_the_journal_and_control_dir_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_in(dir.path(), limits(10, 1 << 20));
+    let stored = spool
+        .put(record("a", Reason::Manual, 1), b"abc")
+        .unwrap()
+        .spooled;
+    spool.put(record("b", Reason::Spike, 2), b"def").unwrap();
+    fs::create_dir(dir.path().join("control")).unwrap();
+
+    let at = Utc.timestamp_opt(1_700_000_100, 0).unwrap();
+    spool.note_delivery(&stored, "bucket", at).unwrap();
+    spool.remove(&stored).unwrap();
+
+    let tidied = spool.tidy().unwrap();
+    assert!(!tidied.changed_anything(), "{tidied:?}");
+    assert!(dir.path().join("control").is_dir());
+    let inventory = spool.inventory().unwrap();
+    let waiting: Vec<_> = inventory
+        .waiting
+        .iter()
+        .map(|s| s.record.info.id.as_str())
+        .collect();
+    assert_eq!(waiting, ["b"]);
+    match inventory.find("a") {
+        Found::Delivered(d) => {
+            assert_eq!(
+                (d.bucket.as_str(), d.key.as_str()),
+                ("bucket", stored.record.info.key.as_str())
+            );
+            assert_eq!(d.stored_at, at);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Bounded: only the newest JOURNAL_MAX deliveries stay.
+    for n in 0..JOURNAL_MAX + 3 {
+        let mut again = stored.clone();
+        again.record.info.id = format!("x{n}");
+        spool.note_delivery(&again, "bucket", at).unwrap();
+    }
+    let delivered = spool.delivered().unwrap();
+    assert_eq!(delivered.len(), JOURNAL_MAX);
+    assert_eq!(
+        delivered.last().unwrap().id,
+        format!("x{}", JOURNAL_MAX + 2)
+    );
+    assert!(!dir.path().join(format!(".{JOURNAL_FILE}.tmp")).exists());
+}
