@@ -23,8 +23,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The one call (heap_dump_server::spawn_thread without tokio).
     let server = heap_dump_server::tokio::spawn(options)?;
 
-    // The service's own work: 8 MiB kept, so a profile has something to show.
-    let work: Vec<Vec<u8>> = (0..8).map(|i| vec![i as u8; 1 << 20]).collect();
+    let work = the_services_own_work();
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -35,4 +34,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Stops serving and removes the socket.
     server.shutdown();
     Ok(())
+}
+
+/// The service's own work: 8 MiB kept, so a profile has something to show
+/// (never inlined: tests look for its name in the symbolized profile).
+#[inline(never)]
+fn the_services_own_work() -> Vec<Vec<u8>> {
+    (0..8).map(|i| vec![i as u8; 1 << 20]).collect()
 }

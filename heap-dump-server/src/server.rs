@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::commands::{MAX_COMMAND_BYTES, Reply, reply};
-use crate::profiling::{self, Profiling};
 use crate::{Error, Listener, Options, bind};
 
 /// A running heap-dump server. Dropping it (or [`Server::shutdown`]) stops
@@ -96,7 +95,6 @@ impl Drop for Server {
 /// ```
 pub fn spawn_thread(options: Options) -> Result<Server, Error> {
     let listener = bind(&options)?;
-    profiling::report(&Profiling::read());
     let path = listener.path().to_path_buf();
     let stopping = Arc::new(AtomicBool::new(false));
     let flag = stopping.clone();

@@ -64,6 +64,7 @@ pub(crate) struct SocketFile {
 }
 
 impl SocketFile {
+    #[cfg(feature = "tokio")]
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
@@ -81,9 +82,11 @@ impl Drop for SocketFile {
 
 /// Binds `<dir>/heap_dump_<name>.sock` with the configured mode, replacing
 /// a stale socket (one nobody answers on) and refusing a live one or
-/// anything that is not a socket.
+/// anything that is not a socket. Checks jemalloc's profiling too, and
+/// logs how to turn it on when it is off (once per process).
 pub fn bind(options: &Options) -> Result<Listener, Error> {
     let path = options.socket_path()?;
+    crate::profiling::report(&crate::Profiling::read());
     let io = |op, path: &Path| {
         let path = path.to_path_buf();
         move |source| Error::Io { op, path, source }

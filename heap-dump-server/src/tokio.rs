@@ -9,7 +9,6 @@ use ::tokio::net::{UnixListener, UnixStream};
 use ::tokio::task::AbortHandle;
 
 use crate::commands::{Reply, reply};
-use crate::profiling::{self, Profiling};
 use crate::server::{Stop, parse_line};
 use crate::socket::SocketFile;
 use crate::{Error, Options, Server, bind};
@@ -29,7 +28,6 @@ use crate::{Error, Options, Server, bind};
 pub fn spawn(options: Options) -> Result<Server, Error> {
     let runtime = ::tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
     let listener = bind(&options)?;
-    profiling::report(&Profiling::read());
     let (listener, file) = listener.into_parts();
     let path = file.path().to_path_buf();
     let io = |source| Error::Io {

@@ -11,19 +11,14 @@ use std::time::Duration;
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// A C string pointer jemalloc reads; only ever a `'static` literal.
-#[repr(transparent)]
-pub struct MallocConf(*const c_char);
-
-// SAFETY: the pointer targets an immutable 'static C string literal.
-unsafe impl Sync for MallocConf {}
-
 /// Profiling on from the start, sampling every 64 KiB on average, so the
-/// tests' few MiB are surely sampled.
+/// tests' few MiB are surely sampled. The README's form of the symbol (a
+/// pointer to the first byte of a C string, as tikv-jemalloc-sys declares it).
 #[allow(non_upper_case_globals)]
 #[unsafe(no_mangle)]
-pub static malloc_conf: MallocConf =
-    MallocConf(c"prof:true,prof_active:true,lg_prof_sample:16".as_ptr());
+pub static malloc_conf: Option<&'static c_char> =
+    // SAFETY: a C string literal lives for the whole program.
+    Some(unsafe { &*c"prof:true,prof_active:true,lg_prof_sample:16".as_ptr() });
 
 /// Allocates `mib` MiB kept for the process's life, so dumps have samples.
 pub fn keep(mib: usize) {

@@ -9,6 +9,7 @@
 //! - [`capture`]: heap-dump capture from the demo and from broken targets;
 //! - [`cgroup`]: the target's memory cgroup located, read, and watched (v2);
 //! - [`discovery`]: finding the target by name, renamed services, wrong names;
+//! - [`server`]: the monitor against a service built on the heap-dump-server crate;
 //! - [`stats`]: the `stats` command against the demo and broken stand-ins;
 //! - [`store`]: `S3Store` against Garage;
 //! - [`tools`]: `memory-monitor diff`/`top` on stored dumps, files and `s3://`;
@@ -51,6 +52,7 @@ mod limits;
 mod notify;
 mod observability;
 mod oom;
+mod server;
 mod stats;
 mod store;
 mod symbolize;
