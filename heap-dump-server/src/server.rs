@@ -66,9 +66,13 @@ impl Server {
         match self.stop.take() {
             Some(Stop::Thread { stopping, thread }) => {
                 stopping.store(true, Ordering::SeqCst);
-                // Wakes the blocking accept; the loop sees the flag and ends.
-                let _ = UnixStream::connect(&self.path);
-                let _ = thread.join();
+                // Wakes the blocking accept; the loop sees the flag, ends and
+                // drops the listener, which removes the socket. If the path
+                // is gone (removed by hand), the thread is left to end at
+                // its next client rather than waited for forever.
+                if UnixStream::connect(&self.path).is_ok() {
+                    let _ = thread.join();
+                }
             }
             #[cfg(feature = "tokio")]
             Some(Stop::Task(task)) => task.stop(),
