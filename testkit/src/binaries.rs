@@ -1,10 +1,10 @@
-//! The executables tests run: the `memory-monitor` binary and the demo
-//! target (built on demand) from the same cargo profile as the running test,
+//! The executables tests run: the `memory-monitor` binary, the demo
+//! target and heap-dump-server's example service (built on demand) from the same cargo profile as the running test,
 //! and copies of executables under names of a test's own.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use anyhow::{Context, bail};
 
@@ -55,30 +55,41 @@ pub fn monitor_binary() -> PathBuf {
 }
 
 /// `target/<profile>/examples/demo-target`, built once per test process when
-/// missing or older than its source.
+/// missing or older than its source (the demo's and heap-dump-server's).
 pub fn demo_binary() -> anyhow::Result<PathBuf> {
-    static BUILT: OnceLock<Mutex<Option<PathBuf>>> = OnceLock::new();
-    let mut built = BUILT
-        .get_or_init(|| Mutex::new(None))
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    if let Some(path) = built.as_ref() {
+    example_binary(
+        "monitor",
+        "demo-target",
+        &["monitor/examples/demo-target", "heap-dump-server/src"],
+    )
+}
+
+/// `target/<profile>/examples/minimal-service`: heap-dump-server's example
+/// service (no `malloc_conf` symbol: the environment decides profiling).
+pub fn minimal_service_binary() -> anyhow::Result<PathBuf> {
+    example_binary(
+        "heap-dump-server",
+        "minimal-service",
+        &["heap-dump-server/examples", "heap-dump-server/src"],
+    )
+}
+
+/// `target/<profile>/examples/<example>` of `package`, built once per test
+/// process when missing or older than a file in `sources` (folders relative
+/// to the workspace root).
+fn example_binary(package: &str, example: &str, sources: &[&str]) -> anyhow::Result<PathBuf> {
+    static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, path)) = built.iter().find(|(name, _)| name == example) {
         return Ok(path.clone());
     }
     let profile_dir = profile_dir()?;
-    let exe = profile_dir.join("examples").join("demo-target");
-    // testkit sits beside monitor in the workspace.
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../monitor/examples/demo-target");
-    if is_stale(&exe, &source) {
+    let exe = profile_dir.join("examples").join(example);
+    // testkit sits in the workspace root beside the other crates.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    if sources.iter().any(|s| is_stale(&exe, &root.join(s))) {
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.args([
-            "build",
-            "--quiet",
-            "-p",
-            "monitor",
-            "--example",
-            "demo-target",
-        ]);
+        cmd.args(["build", "--quiet", "-p", package, "--example", example]);
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
@@ -87,15 +98,15 @@ pub fn demo_binary() -> anyhow::Result<PathBuf> {
         }
         let status = cmd
             .status()
-            .context("running cargo build for the demo target")?;
+            .with_context(|| format!("running cargo build for the {example} example"))?;
         if !status.success() {
-            bail!("cargo build -p monitor --example demo-target failed: {status}");
+            bail!("cargo build -p {package} --example {example} failed: {status}");
         }
         if !exe.exists() {
             bail!("{} still missing after building it", exe.display());
         }
     }
-    *built = Some(exe.clone());
+    built.push((example.to_owned(), exe.clone()));
     Ok(exe)
 }
 

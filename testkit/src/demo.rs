@@ -175,16 +175,7 @@ impl DemoTarget {
 
     /// Sends one command line and returns the whole reply (bytes).
     pub fn command_bytes(&self, line: &str) -> anyhow::Result<Vec<u8>> {
-        let path = self.socket_path();
-        let mut s = UnixStream::connect(&path)
-            .with_context(|| format!("connecting to {}", path.display()))?;
-        s.set_read_timeout(Some(crate::patience::stretch(COMMAND_TIMEOUT)))?;
-        s.set_write_timeout(Some(crate::patience::stretch(COMMAND_TIMEOUT)))?;
-        writeln!(s, "{line}").with_context(|| format!("sending {line:?} to {}", path.display()))?;
-        let mut reply = Vec::new();
-        s.read_to_end(&mut reply)
-            .with_context(|| format!("reading the reply to {line:?}"))?;
-        Ok(reply)
+        ask(&self.socket_path(), line)
     }
 
     /// Sends one command line and returns the reply as text. Panics on I/O errors.
@@ -316,6 +307,20 @@ impl Drop for DemoTarget {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Sends one command line to the heap-dump socket at `path` and returns the
+/// whole reply (to end of file).
+pub fn ask(path: &Path, line: &str) -> anyhow::Result<Vec<u8>> {
+    let mut s =
+        UnixStream::connect(path).with_context(|| format!("connecting to {}", path.display()))?;
+    s.set_read_timeout(Some(crate::patience::stretch(COMMAND_TIMEOUT)))?;
+    s.set_write_timeout(Some(crate::patience::stretch(COMMAND_TIMEOUT)))?;
+    writeln!(s, "{line}").with_context(|| format!("sending {line:?} to {}", path.display()))?;
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply)
+        .with_context(|| format!("reading the reply to {line:?}"))?;
+    Ok(reply)
 }
 
 /// Reads RssAnon (bytes) of `pid` from `/proc/<pid>/status`.

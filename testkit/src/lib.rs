@@ -5,6 +5,8 @@
 //!   [`garage::TestGarage`] adds a fresh bucket and a client to look into it.
 //! - [`demo`]: the demo jemalloc target (`monitor/examples/demo-target/`)
 //!   driven over its heap-dump socket: spikes, leaks, restarts.
+//! - [`service`]: heap-dump-server's example service (`minimal-service`),
+//!   a real service built on the crate, with profiling set by the environment.
 //! - [`monitor`]: the real `memory-monitor` binary run with a given
 //!   environment, its log lines collected to wait on; [`logs`] names the
 //!   lines tests wait for.
@@ -36,4 +38,5 @@ pub mod pprof;
 pub mod proc_status;
 pub mod renamed;
 pub mod rig;
+pub mod service;
 pub mod slack;

@@ -1,16 +1,16 @@
-//! demo-target: a real jemalloc-profiled Rust process that serves the same
-//! heap-dump socket protocol as the production services memory-monitor watches.
+//! demo-target: a real jemalloc-profiled Rust process that serves the
+//! heap-dump socket protocol (docs/protocol.md) with the heap-dump-server
+//! crate, plus commands of its own for tests.
 //!
-//! It listens on `<socket-dir>/heap_dump_<name>.sock` (name defaults to the file
-//! name of its own executable, so a copy renamed to a long name serves the long
-//! name). One connection at a time, one command line per connection, the reply
-//! is followed by EOF:
+//! The crate binds `<socket-dir>/heap_dump_<name>.sock` (name defaults to the
+//! file name of its own executable, so a copy renamed to a long name serves
+//! the long name), checks profiling and answers the standard commands
+//! (`dump`, `stats`, `version`; `dump` symbolized in the demo with
+//! `--symbolized`); the demo runs the accept loop, one connection at a time,
+//! one command line per connection, the reply followed by EOF:
 //!
 //! | command             | reply                                                        |
 //! |---------------------|--------------------------------------------------------------|
-//! | `dump`              | the gzipped pprof heap profile (jemalloc_pprof), with        |
-//! |                     | addresses only (symbolized in the demo with `--symbolized`)  |
-//! | `stats`             | one JSON object of jemalloc counters                         |
 //! | `spike <MiB> <ms>`  | `ok`; a spike of MiB is allocated and touched now (in the    |
 //! |                     | background) and freed `ms` after it was fully touched        |
 //! | `leak <MiB>`        | `ok` once that much has been allocated, touched and leaked   |
@@ -40,18 +40,17 @@
 //! and the first real dump does not look like a spike.
 
 use std::ffi::c_char;
-use std::io::{ErrorKind, IsTerminal};
-use std::os::unix::fs::FileTypeExt;
-use std::path::{Path, PathBuf};
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
-
+use heap_dump_server::{Options, Reply};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{SignalKind, signal};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -153,54 +152,34 @@ struct Args {
 /// Whether `dump` answers symbolized profiles (`--symbolized`).
 static SYMBOLIZED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Reads jemalloc's counters after advancing the epoch (they are cached).
-fn stats_json() -> anyhow::Result<String> {
-    use tikv_jemalloc_ctl::{epoch, stats};
-    epoch::advance().context("advancing the jemalloc epoch")?;
-    let value = serde_json::json!({
-        "allocated": stats::allocated::read().context("reading stats.allocated")?,
-        "active": stats::active::read().context("reading stats.active")?,
-        "resident": stats::resident::read().context("reading stats.resident")?,
-        "mapped": stats::mapped::read().context("reading stats.mapped")?,
-        "retained": stats::retained::read().context("reading stats.retained")?,
+/// The crate's answer to a standard command, on the blocking pool (a dump
+/// writes and parses a file); with `--symbolized`, a profile resolved here.
+async fn standard(command: String) -> Reply {
+    let symbolize = SYMBOLIZED.load(std::sync::atomic::Ordering::Relaxed);
+    let answered = tokio::task::spawn_blocking(move || match heap_dump_server::reply(&command) {
+        Reply::Profile(gz) if symbolize => match symbolized::symbolize_here(&gz) {
+            Ok(gz) => Reply::Profile(gz),
+            Err(e) => Reply::Error(format!("symbolizing the profile: {e:#}")),
+        },
+        reply => reply,
     });
-    Ok(value.to_string())
+    answered
+        .await
+        .unwrap_or_else(|e| Reply::Error(format!("the reply task failed: {e}")))
 }
 
+/// A real profile (gzipped pprof), or why not.
 async fn dump_pprof() -> anyhow::Result<Vec<u8>> {
-    let Some(ctl) = jemalloc_pprof::PROF_CTL.as_ref() else {
-        bail!("jemalloc profiling is not enabled (opt.prof is false)");
-    };
-    let ctl = ctl.clone();
-    let symbolize = SYMBOLIZED.load(std::sync::atomic::Ordering::Relaxed);
-    // Dumping writes a file (and symbolizes): blocking work, off the runtime.
-    tokio::task::spawn_blocking(move || {
-        let gz = ctl.blocking_lock().dump_pprof()?;
-        if symbolize {
-            symbolized::symbolize_here(&gz)
-        } else {
-            Ok(gz)
-        }
-    })
-    .await
-    .context("dump task panicked")?
+    match standard("dump".into()).await {
+        Reply::Profile(gz) => Ok(gz),
+        other => bail!("{}", String::from_utf8_lossy(&other.into_bytes()).trim()),
+    }
 }
 
 /// Parses and runs one command line; returns the reply bytes.
 async fn handle(line: &str) -> Vec<u8> {
     let words: Vec<&str> = line.split_whitespace().collect();
     let reply = match words.as_slice() {
-        ["dump"] => {
-            record("dump-request");
-            match dump_pprof().await {
-                Ok(bytes) => {
-                    info!(bytes = bytes.len(), "served a heap dump");
-                    return bytes;
-                }
-                Err(e) => Err(format!("{e:#}")),
-            }
-        }
-        ["stats"] => stats_json().map_err(|e| format!("{e:#}")),
         ["events"] => {
             let events = EVENTS.lock().unwrap_or_else(|p| p.into_inner()).clone();
             serde_json::to_string(&events).map_err(|e| e.to_string())
@@ -252,7 +231,13 @@ async fn handle(line: &str) -> Vec<u8> {
                 )),
             }
         }
-        _ => Err(format!("unknown command {line:?}")),
+        // dump, stats, version, and the crate's error for anything else.
+        _ => {
+            if line == "dump" {
+                record("dump-request");
+            }
+            return standard(line.to_owned()).await.into_bytes();
+        }
     };
     match reply {
         Ok(text) => format!("{text}\n").into_bytes(),
@@ -263,14 +248,14 @@ async fn handle(line: &str) -> Vec<u8> {
     }
 }
 
-async fn serve_one(stream: UnixStream) -> anyhow::Result<()> {
+async fn serve_one(stream: UnixStream, read_timeout: Duration) -> anyhow::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     let mut line = String::new();
     // A client that never sends its line must not block the next one forever.
-    tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line))
+    tokio::time::timeout(read_timeout, reader.read_line(&mut line))
         .await
-        .context("no command line within 5 s")?
+        .with_context(|| format!("no command line within {read_timeout:?}"))?
         .context("reading the command line")?;
     let mode = *MISBEHAVE.lock().unwrap_or_else(|p| p.into_inner());
     if line.trim() == "dump" && mode != Misbehave::None {
@@ -285,46 +270,6 @@ async fn serve_one(stream: UnixStream) -> anyhow::Result<()> {
     write.write_all(&reply).await.context("writing the reply")?;
     write.shutdown().await.context("closing the connection")?;
     Ok(())
-}
-
-/// Removes a stale socket left by an earlier run; refuses to delete anything else.
-fn remove_stale_socket(path: &Path) -> anyhow::Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            std::fs::remove_file(path)
-                .with_context(|| format!("removing stale socket {}", path.display()))?;
-            warn!(socket = %path.display(), "removed a stale socket");
-            Ok(())
-        }
-        Ok(_) => bail!(
-            "{} exists and is not a socket; not removing it",
-            path.display()
-        ),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("checking {}", path.display())),
-    }
-}
-
-fn own_name() -> anyhow::Result<String> {
-    let exe = std::env::current_exe().context("finding this executable's path")?;
-    exe.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .with_context(|| format!("executable path {} has no file name", exe.display()))
-}
-
-fn report_profiling() {
-    // SAFETY: both names are documented as readable booleans (jemalloc(3)).
-    let opt_prof = unsafe { tikv_jemalloc_ctl::raw::read::<bool>(b"opt.prof\0") };
-    let active = unsafe { tikv_jemalloc_ctl::raw::read::<bool>(b"prof.active\0") };
-    match (opt_prof, active) {
-        (Ok(true), Ok(true)) => info!("jemalloc heap profiling is ACTIVE"),
-        (Ok(true), _) => {
-            warn!("jemalloc heap profiling is enabled but NOT ACTIVE: dumps will be empty")
-        }
-        _ => error!(
-            "jemalloc heap profiling is OFF: `dump` will fail (set MALLOC_CONF=prof:true,prof_active:true)"
-        ),
-    }
 }
 
 #[tokio::main]
@@ -342,16 +287,20 @@ async fn main() -> anyhow::Result<()> {
         memory::lock_pages()?;
     }
     SYMBOLIZED.store(args.symbolized, std::sync::atomic::Ordering::Relaxed);
-    report_profiling();
 
-    let name = match &args.name {
-        Some(n) => n.clone(),
-        None => own_name()?,
-    };
-    let path = args.socket_dir.join(format!("heap_dump_{name}.sock"));
-    remove_stale_socket(&path)?;
-    let listener =
-        UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
+    let mut options = Options::new().dir(&args.socket_dir);
+    if let Some(name) = &args.name {
+        options = options.name(name);
+    }
+    // Stale socket replaced, mode set, profiling checked; dropping it removes
+    // the socket. The accept loop is the demo's own (its extra commands).
+    let socket = heap_dump_server::bind(&options)?;
+    let path = socket.path().to_path_buf();
+    let listener = socket.as_std().try_clone().context("sharing the socket")?;
+    listener
+        .set_nonblocking(true)
+        .context("making the socket non-blocking")?;
+    let listener = UnixListener::from_std(listener).context("registering the socket")?;
 
     let base = allocate_touched(args.base_mib);
     info!(
@@ -378,7 +327,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 // One connection at a time, like the production services.
-                Ok((stream, _)) => if let Err(e) = serve_one(stream).await {
+                Ok((stream, _)) => if let Err(e) = serve_one(stream, options.get_read_timeout()).await {
                     warn!(error = %format!("{e:#}"), "connection failed");
                 },
                 Err(e) => warn!(error = %e, "accept failed"),
@@ -388,9 +337,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     drop(listener);
-    if let Err(e) = std::fs::remove_file(&path) {
-        warn!(socket = %path.display(), error = %e, "could not remove the socket");
-    }
+    drop(socket);
     drop(base);
     Ok(())
 }

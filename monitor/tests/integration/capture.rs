@@ -186,7 +186,7 @@ fn profiling_is_on_without_malloc_conf_and_the_demo_says_so() {
         ..Default::default()
     });
     let log = demo.log();
-    assert!(log.contains("profiling is ACTIVE"), "{log}");
+    assert!(log.contains("jemalloc heap profiling is active"), "{log}");
 }
 
 #[test]

@@ -10,6 +10,7 @@
 //! - [`cgroup`]: the target's memory cgroup located, read, and watched (v2);
 //! - [`check`]: `memory-monitor check`, every line ✓, and each usual mistake a ✗ with its fix;
 //! - [`discovery`]: finding the target by name, renamed services, wrong names;
+//! - [`server`]: the monitor against a service built on the heap-dump-server crate;
 //! - [`stats`]: the `stats` command against the demo and broken stand-ins;
 //! - [`store`]: `S3Store` against Garage;
 //! - [`tools`]: `memory-monitor diff`/`top` on stored dumps, files and `s3://`;
@@ -55,6 +56,7 @@ mod limits;
 mod notify;
 mod observability;
 mod oom;
+mod server;
 mod stats;
 mod store;
 mod symbolize;
