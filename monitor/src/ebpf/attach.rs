@@ -87,9 +87,15 @@ pub(super) fn attach_syscall_hooks(
                         points.push(tp_what);
                     }
                     Err(tp_error) => {
+                        // The fexit failure is about the same attach point:
+                        // its detail alone, not its "cannot attach" again.
+                        let fexit = match &e {
+                            EbpfError::Attach { detail, .. } => detail.clone(),
+                            other => other.to_string(),
+                        };
                         let e = EbpfError::Attach {
                             what: what.clone(),
-                            detail: format!("{e}; {tp_what} (needs tracefs): {tp_error}"),
+                            detail: format!("{fexit}; {tp_what} (needs tracefs): {tp_error}"),
                         };
                         tracing::warn!(attach_point = %what, error = %e, "syscall hook unavailable");
                         unavailable.push(e.to_string());

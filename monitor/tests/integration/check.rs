@@ -146,9 +146,13 @@ fn every_line_passes_when_everything_is_configured_right() {
             "{text}"
         );
     }
-    // The demo gets `version` with the heap-dump-server crate; older
-    // servers are a – with a note, never a ✗.
-    assert_mark(&text, "version", &["✓", "–"]);
+    // The demo serves through the heap-dump-server crate, which speaks
+    // protocol 1 (older servers get a – with a note: fixes.rs).
+    assert_mark(&text, "version", &["✓"]);
+    assert!(
+        line(&text, "version").1.contains("heap-dump-protocol 1"),
+        "{text}"
+    );
     let ebpf = if mode() == "auto" { "✓" } else { "–" };
     assert_mark(&text, "eBPF", &[ebpf]);
     assert!(text.contains("all checks pass"), "{text}");
@@ -274,6 +278,8 @@ fn profiling_off_is_a_fail_quoting_the_service_and_naming_malloc_conf() {
     });
     let dir = tempfile::tempdir().unwrap();
     let (text, code) = checklist(&check(&storeless(&demo, dir.path()), None));
+    // docs/check.md shows it.
+    println!("{text}");
     let (_, dump) = line(&text, "dump");
     assert!(
         dump.contains("opt.prof is false") || dump.contains("heap profiling is off"),

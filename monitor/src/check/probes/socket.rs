@@ -257,8 +257,9 @@ fn judge_profile(
         .collect();
     let samples = profile.sample.len();
     let head = format!(
-        "dump: valid gzipped pprof, {} gzipped, {samples} samples, sample types {}",
+        "dump: valid gzipped pprof, {} gzipped, {samples} sample{}, sample types {}",
         human_bytes(gz.len() as u64),
+        if samples == 1 { "" } else { "s" },
         types.join(", ")
     );
     if samples == 0 {
