@@ -27,7 +27,7 @@ use anyhow::{Context, Result, bail};
 
 pub use bucket::{BUCKET, TestGarage};
 pub use install::{ensure_installed, garage_binary};
-use server::{Ports, Server, free_ports, random_hex};
+use server::{PortHold, Ports, Server, free_ports, random_hex};
 
 /// The Garage release whose CLI and config format this module speaks.
 pub const GARAGE_VERSION: &str = "2.5.0";
@@ -70,6 +70,8 @@ pub struct Garage {
     access_key_id: String,
     secret_access_key: String,
     server: Option<Server>,
+    /// The ports, held while the server is stopped ([`Garage::stop`]).
+    held: Option<PortHold>,
 }
 
 impl Garage {
@@ -98,6 +100,7 @@ impl Garage {
                 access_key_id: format!("GK{}", random_hex(12)?),
                 secret_access_key: random_hex(32)?,
                 server: None,
+                held: None,
             };
             garage.write_config(&rpc_secret, &admin_token)?;
             drop(listeners);
@@ -216,10 +219,13 @@ impl Garage {
     }
 
     /// Kills the server (SIGKILL, like a crash) and reaps it; data is kept. A
-    /// no-op when it is not running.
+    /// no-op when it is not running. Its ports stay held until
+    /// [`Garage::restart`] (bound but not listening: clients are refused).
     pub fn stop(&mut self) {
         if let Some(server) = self.server.take() {
             server.stop();
+            // Until restart: no other test's server may take them meanwhile.
+            self.held = Some(PortHold::take(self.ports));
         }
     }
 
@@ -243,6 +249,8 @@ impl Garage {
 
     /// Spawns the server and waits until its health check passes.
     fn launch(&mut self) -> Result<()> {
+        // Given back to the server (a no-op at the first start).
+        self.held = None;
         let log = OpenOptions::new()
             .create(true)
             .append(true)

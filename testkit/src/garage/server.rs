@@ -23,6 +23,68 @@ pub(super) struct Ports {
     pub(super) admin: u16,
 }
 
+/// A stopped server's loopback ports, held by sockets bound to them but not
+/// listening: a client still meets "connection refused", as with no server,
+/// but another test's `bind(127.0.0.1:0)` is not handed these ports while
+/// the server is down (it skips ports in use), so the restarted server gets
+/// them back instead of finding one taken by a stranger (which then answers,
+/// or vanishes, in its place). With `SO_REUSEADDR`, as the server's own
+/// sockets have it, so the connections the killed server left in TIME_WAIT
+/// do not refuse the hold. Best effort: a port that cannot be held is not.
+#[derive(Debug)]
+pub(super) struct PortHold {
+    /// Closed on drop, which gives the ports back.
+    _sockets: Vec<std::os::fd::OwnedFd>,
+}
+
+impl PortHold {
+    /// Holds each of `ports` that can be bound.
+    pub(super) fn take(ports: Ports) -> PortHold {
+        PortHold {
+            _sockets: [ports.rpc, ports.s3, ports.admin]
+                .into_iter()
+                .filter_map(hold)
+                .collect(),
+        }
+    }
+}
+
+/// A TCP socket bound to 127.0.0.1:`port` with SO_REUSEADDR, not listening.
+fn hold(port: u16) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: plain socket calls on a descriptor we own; the address and
+    // option values are valid for the sizes given.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return None;
+        }
+        let fd = OwnedFd::from_raw_fd(fd);
+        let one: libc::c_int = 1;
+        let set = libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&raw const one).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_be_bytes([127, 0, 0, 1]).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let bound = libc::bind(
+            fd.as_raw_fd(),
+            (&raw const addr).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        (set == 0 && bound == 0).then_some(fd)
+    }
+}
+
 /// A running server process, owned by a thread of its own.
 ///
 /// The thread spawns the child with `PR_SET_PDEATHSIG`, which fires when the
