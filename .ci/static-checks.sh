@@ -208,6 +208,11 @@ def check_deployments(docs):
 
         # Shared /tmp: the target's socket and the monitor's spool.
         vols = {v["name"]: v for v in pod.get("volumes", [])}
+        # Patches merge lists by key; a duplicate the API server would refuse.
+        rule(len(vols) == len(pod.get("volumes", [])), f"{where}: volume names are unique")
+        for c in [mon, *apps]:
+            paths = [m.get("mountPath") for m in c.get("volumeMounts", [])]
+            rule(len(set(paths)) == len(paths), f"{where}: container {c['name']} mounts each path once")
         def tmp_volume(c):
             return next((m["name"] for m in c.get("volumeMounts", []) if m.get("mountPath") == "/tmp"), None)
         mon_tmp = tmp_volume(mon)
