@@ -123,7 +123,6 @@ done
 source "${ROOT}/.ci/kustomize-checks.sh"
 kustomize_checks
 
-
 check "GitHub workflow schema (check-jsonschema, vendored): ${WORKFLOWS[*]}" \
     check-jsonschema --builtin-schema vendor.github-workflows "${WORKFLOWS[@]}"
 
