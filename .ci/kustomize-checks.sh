@@ -40,7 +40,7 @@ render_overlays() {
     local -a overlays
     mapfile -t overlays < <(
         find deploy/kustomize -name kustomization.yaml -exec grep -l '^kind: Kustomization' {} + |
-            xargs grep -l '^components:' | xargs -n 1 dirname | sort
+            xargs -r grep -l '^components:' | xargs -r -n 1 dirname | sort
     )
     if ((${#overlays[@]} == 0)); then
         echo "no overlay (a Kustomization with components:) under deploy/kustomize" >&2
