@@ -7,6 +7,8 @@
 #                           newest the pinned kubernetes-validate ships, plus
 #                           the deployment policy (sidecar, shared /tmp, users,
 #                           capabilities, probes, IRSA) and the IAM policy;
+#   - deploy/kustomize:     every overlay rendered with kubectl kustomize, the
+#                           output checked the same way (.ci/kustomize-checks.sh);
 #   - .github/workflows:    YAML parse, the vendored GitHub workflow schema
 #                           (check-jsonschema, offline) and the jobs CI needs.
 #
@@ -94,7 +96,9 @@ ensure_venv
 PY="${VENV}/bin/python"
 export PATH="${VENV}/bin:${PATH}"
 
-mapfile -t MANIFESTS < <(find deploy -type f \( -name '*.yaml' -o -name '*.yml' \) | sort)
+# deploy/kustomize holds components' patches (not whole manifests): it is
+# checked rendered, below.
+mapfile -t MANIFESTS < <(find deploy -path deploy/kustomize -prune -o -type f \( -name '*.yaml' -o -name '*.yml' \) -print | sort)
 mapfile -t WORKFLOWS < <(find .github/workflows -type f \( -name '*.yaml' -o -name '*.yml' \) | sort)
 if ((${#MANIFESTS[@]} == 0)); then
     echo "no manifests under deploy/" >&2
@@ -112,6 +116,12 @@ for version in "${K8S_VERSIONS[@]}"; do
     check "kubernetes-validate --strict (Kubernetes ${version}): ${MANIFESTS[*]}" \
         kubernetes-validate --strict --quiet --kubernetes-version "${version}" "${MANIFESTS[@]}"
 done
+
+# Kustomize (deploy/kustomize): renders the overlays into RENDERED, checked
+# like the raw manifests here and by the policy below.
+# shellcheck source=.ci/kustomize-checks.sh
+source "${ROOT}/.ci/kustomize-checks.sh"
+kustomize_checks
 
 check "GitHub workflow schema (check-jsonschema, vendored): ${WORKFLOWS[*]}" \
     check-jsonschema --builtin-schema vendor.github-workflows "${WORKFLOWS[@]}"
@@ -146,11 +156,21 @@ def load_all(path):
 
 
 def manifests():
+    """The raw manifests under deploy/, not the Kustomize components' pieces."""
     docs = []
     for path in sorted((ROOT / "deploy").rglob("*.y*ml")):
+        rel = path.relative_to(ROOT)
+        if rel.parts[:2] == ("deploy", "kustomize"):
+            continue
         for doc in load_all(path):
-            docs.append((path.relative_to(ROOT), doc))
+            docs.append((rel, doc))
     return docs
+
+
+def rendered(path):
+    """One overlay's output (kubectl kustomize), as one set of documents."""
+    rel = Path(path).resolve().relative_to(ROOT)
+    return [(rel, doc) for doc in load_all(path)]
 
 
 def effective(pod_sc, c_sc, key):
@@ -161,6 +181,9 @@ def effective(pod_sc, c_sc, key):
 
 
 def check_deployments(docs):
+    """The deployment rules on one set of documents that is applied together
+    (the raw manifests, or one rendered overlay); returns the (bucket,
+    prefix) pairs and the variants ("procfs", "ebpf") found."""
     by_kind = {}
     for path, d in docs:
         by_kind.setdefault(d.get("kind"), []).append((path, d))
@@ -168,8 +191,10 @@ def check_deployments(docs):
     configmaps = {d["metadata"]["name"]: d for _, d in by_kind.get("ConfigMap", [])}
     modes = set()
     bucket_prefixes = set()
-    for path, dep in by_kind.get("Deployment", []):
-        where = f"{path}: Deployment {dep['metadata']['name']}"
+    workloads = by_kind.get("Deployment", []) + by_kind.get("StatefulSet", [])
+    rule(bool(workloads), f"{docs[0][0] if docs else 'deploy/'}: has a Deployment or StatefulSet")
+    for path, dep in workloads:
+        where = f"{path}: {dep['kind']} {dep['metadata']['name']}"
         pod = dep["spec"]["template"]["spec"]
         pod_sc = pod.get("securityContext", {})
         rule(pod.get("shareProcessNamespace") is True, f"{where}: shareProcessNamespace must be true")
@@ -182,6 +207,11 @@ def check_deployments(docs):
 
         # Shared /tmp: the target's socket and the monitor's spool.
         vols = {v["name"]: v for v in pod.get("volumes", [])}
+        # Patches merge lists by key; a duplicate the API server would refuse.
+        rule(len(vols) == len(pod.get("volumes", [])), f"{where}: volume names are unique")
+        for c in [mon, *apps]:
+            paths = [m.get("mountPath") for m in c.get("volumeMounts", [])]
+            rule(len(set(paths)) == len(paths), f"{where}: container {c['name']} mounts each path once")
         def tmp_volume(c):
             return next((m["name"] for m in c.get("volumeMounts", []) if m.get("mountPath") == "/tmp"), None)
         mon_tmp = tmp_volume(mon)
@@ -220,9 +250,17 @@ def check_deployments(docs):
         refs = [e["configMapRef"]["name"] for e in mon.get("envFrom", []) if "configMapRef" in e]
         settings = {}
         for name in refs:
-            if rule(name in configmaps, f"{where}: ConfigMap {name} is defined in deploy/"):
+            if rule(name in configmaps, f"{where}: ConfigMap {name} is defined beside it"):
                 settings.update(configmaps[name].get("data", {}))
         value = lambda var, default=None: env.get(var, {}).get("value", settings.get(var, default))
+        # The service's limit through the Downward API: the container the
+        # overlay names must exist (a component cannot know its name).
+        limit_ref = env.get("MEMORY_LIMIT", {}).get("valueFrom", {}).get("resourceFieldRef", {})
+        limited = next((a for a in apps if a["name"] == limit_ref.get("containerName")), None)
+        rule(limit_ref.get("resource") == "limits.memory" and limited is not None,
+             f"{where}: MEMORY_LIMIT is limits.memory of a container of the pod (got {limit_ref})")
+        rule(limited is None or "memory" in (limited.get("resources") or {}).get("limits", {}),
+             f"{where}: the container MEMORY_LIMIT names has a memory limit")
         rule(mode != "ebpf", f"{where}: MONITOR_MODE is not ebpf (a node refusing eBPF would hold the service back; auto falls back)")
         rule(str(value("METRICS_ADDR", "0.0.0.0:9090")).endswith(":9090"),
              f"{where}: METRICS_ADDR serves the probes on port 9090 (not off)")
@@ -284,6 +322,10 @@ def check_deployments(docs):
             rule(uid not in (None, 0) and get("runAsNonRoot") is True, f"{where}: procfs mode runs as a non-root UID with runAsNonRoot")
             rule(target_uid == {uid}, f"{where}: procfs mode runs as the target's UID ({target_uid} vs {uid}) for its /proc entries and socket")
             rule(not added, f"{where}: procfs mode adds no capabilities (got {sorted(added)})")
+            # The Slack token's Secret volume is root's, mode 0440: the
+            # non-root monitor reads it through the pod's fsGroup.
+            rule(secret is None or pod_sc.get("fsGroup") is not None,
+                 f"{where}: procfs mode has a pod fsGroup (the group of the Slack token file)")
         else:
             # Kubernetes puts added capabilities in the effective set for UID 0 only.
             rule(uid == 0, f"{where}: eBPF mode runs as UID 0 (added capabilities are ignored otherwise)")
@@ -296,8 +338,7 @@ def check_deployments(docs):
         for app in apps:
             asc = app.get("securityContext", {})
             rule(effective(pod_sc, asc, "runAsNonRoot") is True, f"{where}: target container {app['name']} runs as non-root")
-    rule(modes == {"procfs", "ebpf"}, f"deploy/: one procfs and one eBPF variant (got {sorted(modes)})")
-    return bucket_prefixes
+    return bucket_prefixes, modes
 
 
 def check_iam(bucket_prefixes):
@@ -390,9 +431,25 @@ def check_pins():
     rule(re.search(r"--locked", dockerfile) is not None, "the Dockerfile builds with --locked")
 
 
+def check_deploy(overlays):
+    """The raw manifests, then each rendered overlay (its own set: they reuse
+    names); both must cover the procfs and the eBPF variant."""
+    prefixes, modes = check_deployments(manifests())
+    rule(modes == {"procfs", "ebpf"}, f"deploy/: one procfs and one eBPF variant (got {sorted(modes)})")
+    if overlays:
+        rendered_modes = set()
+        for path in overlays:
+            more, found = check_deployments(rendered(path))
+            prefixes |= more
+            rendered_modes |= found
+        rule(rendered_modes == {"procfs", "ebpf"},
+             f"deploy/kustomize: the rendered overlays cover procfs and eBPF (got {sorted(rendered_modes)})")
+    check_iam(prefixes)
+
+
 what = sys.argv[1]
 if what == "deploy":
-    check_iam(check_deployments(manifests()))
+    check_deploy(sys.argv[2:])
 elif what == "workflows":
     check_workflows()
 elif what == "pins":
@@ -404,7 +461,8 @@ sys.exit(1 if problems else 0)
 PY
 }
 
-check "deployment policy (deploy/: sidecar, /tmp, users, capabilities, probes, IRSA, IAM policy)" policy deploy
+check "deployment policy (deploy/ and the rendered overlays: sidecar, /tmp, users, capabilities, probes, IRSA, IAM policy)" \
+    policy deploy "${RENDERED[@]}"
 check "workflow jobs (fmt, clippy, tests, audit, image tags, release)" policy workflows
 check "toolchain pins and image shape (Dockerfile, ci.yml, Cargo.toml)" policy pins
 
