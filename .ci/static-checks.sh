@@ -551,6 +551,66 @@ sys.exit(1 if problems else 0)
 PY
 }
 
+# Beside the write policy: the readers' policy and the lifecycle example
+# name the ConfigMap's bucket and prefix, and the readers cannot write.
+s3_extras() {
+    "${PY}" - <<'PY'
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+problems = []
+rules = 0
+
+
+def rule(ok, what):
+    global rules
+    rules += 1
+    if not ok:
+        problems.append(what)
+
+
+settings = {}
+for doc in yaml.safe_load_all(Path("deploy/common.yaml").read_text(encoding="utf-8")):
+    if doc and doc.get("kind") == "ConfigMap":
+        settings.update(doc.get("data", {}))
+bucket, prefix = settings.get("S3_BUCKET"), settings.get("S3_PATH_PREFIX", "")
+rule(bool(bucket), "deploy/common.yaml: the ConfigMap sets S3_BUCKET")
+
+def listed(v):
+    return [v] if isinstance(v, str) else list(v or [])
+
+reader = json.loads(Path("deploy/iam-reader-policy.json").read_text(encoding="utf-8"))
+allowed = [(a, r, st.get("Condition")) for st in reader.get("Statement", []) if st.get("Effect") == "Allow"
+           for a in listed(st.get("Action")) for r in listed(st.get("Resource"))]
+actions = {a for a, _, _ in allowed}
+rule(actions <= {"s3:GetObject", "s3:ListBucket"},
+     f"deploy/iam-reader-policy.json: read actions only (got {sorted(actions)})")
+rule(("s3:GetObject", f"arn:aws:s3:::{bucket}/{prefix}*", None) in allowed,
+     f"deploy/iam-reader-policy.json: s3:GetObject on arn:aws:s3:::{bucket}/{prefix}*")
+rule(any(a == "s3:ListBucket" and r == f"arn:aws:s3:::{bucket}"
+         and (c or {}).get("StringLike", {}).get("s3:prefix") == f"{prefix}*" for a, r, c in allowed),
+     f"deploy/iam-reader-policy.json: s3:ListBucket on {bucket} limited to the prefix {prefix}*")
+
+life = json.loads(Path("deploy/s3-lifecycle.json").read_text(encoding="utf-8"))
+lrules = life.get("Rules", [])
+rule(bool(lrules), "deploy/s3-lifecycle.json: a Rules list")
+for r in lrules:
+    where = f"deploy/s3-lifecycle.json: rule {r.get('ID')}"
+    rule(bool(r.get("ID")) and r.get("Status") in ("Enabled", "Disabled"), f"{where}: ID and Status")
+    rule(r.get("Filter", {}).get("Prefix") == prefix, f"{where}: Filter.Prefix is the ConfigMap's S3_PATH_PREFIX ({prefix})")
+    days = r.get("Expiration", {}).get("Days")
+    rule(isinstance(days, int) and days > 0, f"{where}: Expiration.Days is a positive number of days")
+for p in problems:
+    print(f"  problem: {p}", file=sys.stderr)
+print(f"  {rules - len(problems)}/{rules} rules hold")
+sys.exit(1 if problems else 0)
+PY
+}
+
+check "S3 readers' policy and lifecycle example (deploy/iam-reader-policy.json, deploy/s3-lifecycle.json)" s3_extras
 if check "promtool installed" ensure_promtool; then
     check "promtool check rules + test rules: deploy/monitoring (groups of the PrometheusRule)" promtool_rules
 fi
