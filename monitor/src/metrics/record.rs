@@ -4,13 +4,14 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use tracing::debug;
+
 use super::Metrics;
 use super::labels::{CONFIGURED_MODES, FailedStage, MODES};
 use crate::dump::{MemoryStats, Reason, Sampling, Trigger};
 use crate::ebpf::EbpfStats;
 use crate::sampler::Mode;
 use crate::spool::{Limits, Spool, Usage};
-use tracing::debug;
 
 impl Metrics {
     /// A sample was taken: the current figures.
