@@ -49,7 +49,7 @@ impl Scrape {
         Scrape(body)
     }
 
-    fn value(&self, series: &str) -> f64 {
+    pub(crate) fn value(&self, series: &str) -> f64 {
         self.0
             .lines()
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
