@@ -441,7 +441,9 @@ ensure_promtool() {
 
 # Writes the PrometheusRule's spec (its groups) to plain rule files in $1:
 # rules.yaml as shipped, rules-summary.yaml with only each alert's summary
-# annotation (what the unit tests compare).
+# annotation (what the unit tests compare); and dashboard.yaml, the
+# dashboard's queries as recording rules (Grafana's variables filled in), so
+# promtool parses them too.
 extract_rules() {
     "${PY}" - "$1" deploy/monitoring/*.yaml <<'PY'
 import sys
@@ -462,6 +464,19 @@ for group in groups:
     for rule in group["rules"]:
         rule["annotations"] = {k: v for k, v in rule.get("annotations", {}).items() if k == "summary"}
 (out / "rules-summary.yaml").write_text(yaml.safe_dump({"groups": groups}), encoding="utf-8")
+
+import json
+import re
+
+queries = []
+for path in sorted(Path("deploy/monitoring").glob("*.json")):
+    dash = json.loads(path.read_text(encoding="utf-8"))
+    for panel in dash.get("panels", []):
+        for target in panel.get("targets", []):
+            expr = re.sub(r"\$__rate_interval|\$__interval|\$__range", "5m", target.get("expr", ""))
+            expr = re.sub(r"\$\w+", ".*", expr)
+            queries.append({"record": f"dashboard:query_{len(queries)}", "expr": expr})
+(out / "dashboard.yaml").write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": queries}]}), encoding="utf-8")
 PY
 }
 
@@ -469,7 +484,7 @@ promtool_rules() {
     local dir ok=0
     dir="$(mktemp -d)"
     if extract_rules "${dir}"; then
-        promtool check rules "${dir}/rules.yaml" || ok=$?
+        promtool check rules "${dir}/rules.yaml" "${dir}/dashboard.yaml" || ok=$?
         # The tests name rules.yaml: the summary-only copy takes that name.
         mv "${dir}/rules-summary.yaml" "${dir}/rules.yaml"
         cp .ci/monitoring/rules-test.yaml "${dir}/"
@@ -612,7 +627,7 @@ PY
 
 check "S3 readers' policy and lifecycle example (deploy/iam-reader-policy.json, deploy/s3-lifecycle.json)" s3_extras
 if check "promtool installed" ensure_promtool; then
-    check "promtool check rules + test rules: deploy/monitoring (groups of the PrometheusRule)" promtool_rules
+    check "promtool check rules + test rules: deploy/monitoring (the PrometheusRule's groups, the dashboard's queries)" promtool_rules
 fi
 check "alert rules and Grafana dashboard shape (deploy/monitoring)" monitoring_shape
 
