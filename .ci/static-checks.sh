@@ -10,7 +10,13 @@
 #   - deploy/kustomize:     every overlay rendered with kubectl kustomize, the
 #                           output checked the same way (.ci/kustomize-checks.sh);
 #   - .github/workflows:    YAML parse, the vendored GitHub workflow schema
-#                           (check-jsonschema, offline) and the jobs CI needs.
+#                           (check-jsonschema, offline) and the jobs CI needs;
+#   - deploy/monitoring:    the PrometheusRule's groups through `promtool check
+#                           rules` and `promtool test rules` (promtool from
+#                           Debian's prometheus package, installed as root if
+#                           missing), the rule's and the Grafana dashboard's shape.
+#                           (kubernetes-validate has no schema for the CRD: it
+#                           warns and passes it; the checks here stand in.)
 #
 # The Python tools are pinned and installed once into target/ci-venv (PyPI);
 # later runs reuse it. Every check runs; the exit status is non-zero if any
@@ -465,6 +471,223 @@ check "deployment policy (deploy/ and the rendered overlays: sidecar, /tmp, user
     policy deploy "${RENDERED[@]}"
 check "workflow jobs (fmt, clippy, tests, audit, image tags, release)" policy workflows
 check "toolchain pins and image shape (Dockerfile, ci.yml, Cargo.toml)" policy pins
+
+# --- deploy/monitoring: alert rules and dashboard -----------------------------
+
+# promtool, from Debian's (or Ubuntu's) prometheus package. Installed as
+# root when missing, with services kept from starting (policy-rc.d): the
+# package's Prometheus would otherwise listen on :9090.
+ensure_promtool() {
+    command -v promtool >/dev/null && return 0
+    if [[ "$(id -u)" != 0 ]] || ! command -v apt-get >/dev/null; then
+        echo "promtool is missing: install it (apt-get install prometheus) or run as root on Debian" >&2
+        return 1
+    fi
+    echo "tools: installing promtool (apt-get install prometheus)"
+    local guard=""
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        guard=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\nexit 101\n' >"${guard}"
+        chmod 755 "${guard}"
+    fi
+    local ok=0
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends prometheus >/dev/null; } || ok=$?
+    [[ -n "${guard}" ]] && rm -f "${guard}"
+    ((ok == 0)) && command -v promtool >/dev/null
+}
+
+# Writes the PrometheusRule's spec (its groups) to plain rule files in $1:
+# rules.yaml as shipped, rules-summary.yaml with only each alert's summary
+# annotation (what the unit tests compare); and dashboard.yaml, the
+# dashboard's queries as recording rules (Grafana's variables filled in), so
+# promtool parses them too.
+extract_rules() {
+    "${PY}" - "$1" deploy/monitoring/*.yaml <<'PY'
+import sys
+from pathlib import Path
+
+import yaml
+
+out, paths = Path(sys.argv[1]), sys.argv[2:]
+groups = []
+for path in paths:
+    for doc in yaml.safe_load_all(Path(path).read_text(encoding="utf-8")):
+        if doc and doc.get("kind") == "PrometheusRule":
+            groups += doc["spec"]["groups"]
+if not groups:
+    sys.exit(f"no PrometheusRule groups in {paths}")
+(out / "rules.yaml").write_text(yaml.safe_dump({"groups": groups}), encoding="utf-8")
+for group in groups:
+    for rule in group["rules"]:
+        rule["annotations"] = {k: v for k, v in rule.get("annotations", {}).items() if k == "summary"}
+(out / "rules-summary.yaml").write_text(yaml.safe_dump({"groups": groups}), encoding="utf-8")
+
+import json
+import re
+
+queries = []
+for path in sorted(Path("deploy/monitoring").glob("*.json")):
+    dash = json.loads(path.read_text(encoding="utf-8"))
+    for panel in dash.get("panels", []):
+        for target in panel.get("targets", []):
+            expr = re.sub(r"\$__rate_interval|\$__interval|\$__range", "5m", target.get("expr", ""))
+            expr = re.sub(r"\$\w+", ".*", expr)
+            queries.append({"record": f"dashboard:query_{len(queries)}", "expr": expr})
+(out / "dashboard.yaml").write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": queries}]}), encoding="utf-8")
+PY
+}
+
+promtool_rules() {
+    local dir ok=0
+    dir="$(mktemp -d)"
+    if extract_rules "${dir}"; then
+        promtool check rules "${dir}/rules.yaml" "${dir}/dashboard.yaml" || ok=$?
+        # The tests name rules.yaml: the summary-only copy takes that name.
+        mv "${dir}/rules-summary.yaml" "${dir}/rules.yaml"
+        cp .ci/monitoring/rules-test.yaml "${dir}/"
+        promtool test rules "${dir}/rules-test.yaml" || ok=$?
+    else
+        ok=1
+    fi
+    rm -rf "${dir}"
+    return "${ok}"
+}
+
+# The shape promtool does not judge: the PrometheusRule's envelope and each
+# alert's severity and annotations; the dashboard parses and every panel
+# queries something.
+monitoring_shape() {
+    "${PY}" - <<'PY'
+import json
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+problems = []
+rules = 0
+
+
+def rule(ok, what):
+    global rules
+    rules += 1
+    if not ok:
+        problems.append(what)
+
+
+alerts = set()
+for path in sorted(Path("deploy/monitoring").glob("*.y*ml")):
+    for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+        if not doc:
+            continue
+        rule(doc.get("apiVersion") == "monitoring.coreos.com/v1" and doc.get("kind") == "PrometheusRule",
+             f"{path}: a monitoring.coreos.com/v1 PrometheusRule")
+        rule(bool(doc.get("metadata", {}).get("name")), f"{path}: metadata.name is set")
+        for group in doc.get("spec", {}).get("groups", []):
+            for r in group.get("rules", []):
+                name = r.get("alert") or r.get("record")
+                where = f"{path}: {name}"
+                if "alert" not in r:
+                    continue
+                alerts.add(name)
+                rule(r.get("labels", {}).get("severity") in ("critical", "warning", "info"),
+                     f"{where}: severity label critical, warning or info")
+                notes = r.get("annotations", {})
+                rule(bool(notes.get("summary")) and bool(notes.get("description")), f"{where}: summary and description")
+                rule(re.fullmatch(r"docs/[a-z]+\.md(#[a-z0-9_-]+)?", str(notes.get("runbook", ""))) is not None,
+                     f"{where}: a runbook annotation naming a page of docs/ (the readme test resolves it)")
+want = {"MemoryMonitorNotSampling", "MemoryMonitorUploadsFailing", "MemoryMonitorSpoolNearFull",
+        "MemoryMonitorDumpsDropped", "MemoryMonitorTargetOOMKilled", "MemoryMonitorEbpfFellBack"}
+rule(want <= alerts, f"deploy/monitoring: the alerts {sorted(want - alerts)} exist")
+
+for path in sorted(Path("deploy/monitoring").glob("*.json")):
+    try:
+        dash = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        rule(False, f"{path}: not valid JSON: {e}")
+        continue
+    rule(bool(dash.get("title")) and isinstance(dash.get("panels"), list), f"{path}: a Grafana dashboard (title, panels)")
+    ids = [p.get("id") for p in dash.get("panels", [])]
+    rule(len(ids) == len(set(ids)), f"{path}: panel ids are unique")
+    graphs = [p for p in dash.get("panels", []) if p.get("type") != "row"]
+    rule(len(graphs) >= 6, f"{path}: at least six panels")
+    for p in graphs:
+        exprs = [t.get("expr", "") for t in p.get("targets", [])]
+        rule(bool(exprs) and all(e.strip() for e in exprs), f"{path}: panel {p.get('title')!r} has targets with an expr")
+        rule({"x", "y", "w", "h"} <= set(p.get("gridPos", {})), f"{path}: panel {p.get('title')!r} has a gridPos")
+for p in problems:
+    print(f"  problem: {p}", file=sys.stderr)
+print(f"  {rules - len(problems)}/{rules} rules hold")
+sys.exit(1 if problems else 0)
+PY
+}
+
+# Beside the write policy: the readers' policy and the lifecycle example
+# name the ConfigMap's bucket and prefix, and the readers cannot write.
+s3_extras() {
+    "${PY}" - <<'PY'
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+problems = []
+rules = 0
+
+
+def rule(ok, what):
+    global rules
+    rules += 1
+    if not ok:
+        problems.append(what)
+
+
+settings = {}
+for doc in yaml.safe_load_all(Path("deploy/common.yaml").read_text(encoding="utf-8")):
+    if doc and doc.get("kind") == "ConfigMap":
+        settings.update(doc.get("data", {}))
+bucket, prefix = settings.get("S3_BUCKET"), settings.get("S3_PATH_PREFIX", "")
+rule(bool(bucket), "deploy/common.yaml: the ConfigMap sets S3_BUCKET")
+
+def listed(v):
+    return [v] if isinstance(v, str) else list(v or [])
+
+reader = json.loads(Path("deploy/iam-reader-policy.json").read_text(encoding="utf-8"))
+allowed = [(a, r, st.get("Condition")) for st in reader.get("Statement", []) if st.get("Effect") == "Allow"
+           for a in listed(st.get("Action")) for r in listed(st.get("Resource"))]
+actions = {a for a, _, _ in allowed}
+rule(actions <= {"s3:GetObject", "s3:ListBucket"},
+     f"deploy/iam-reader-policy.json: read actions only (got {sorted(actions)})")
+rule(("s3:GetObject", f"arn:aws:s3:::{bucket}/{prefix}*", None) in allowed,
+     f"deploy/iam-reader-policy.json: s3:GetObject on arn:aws:s3:::{bucket}/{prefix}*")
+rule(any(a == "s3:ListBucket" and r == f"arn:aws:s3:::{bucket}"
+         and (c or {}).get("StringLike", {}).get("s3:prefix") == f"{prefix}*" for a, r, c in allowed),
+     f"deploy/iam-reader-policy.json: s3:ListBucket on {bucket} limited to the prefix {prefix}*")
+
+life = json.loads(Path("deploy/s3-lifecycle.json").read_text(encoding="utf-8"))
+lrules = life.get("Rules", [])
+rule(bool(lrules), "deploy/s3-lifecycle.json: a Rules list")
+for r in lrules:
+    where = f"deploy/s3-lifecycle.json: rule {r.get('ID')}"
+    rule(bool(r.get("ID")) and r.get("Status") in ("Enabled", "Disabled"), f"{where}: ID and Status")
+    rule(r.get("Filter", {}).get("Prefix") == prefix, f"{where}: Filter.Prefix is the ConfigMap's S3_PATH_PREFIX ({prefix})")
+    days = r.get("Expiration", {}).get("Days")
+    rule(isinstance(days, int) and days > 0, f"{where}: Expiration.Days is a positive number of days")
+for p in problems:
+    print(f"  problem: {p}", file=sys.stderr)
+print(f"  {rules - len(problems)}/{rules} rules hold")
+sys.exit(1 if problems else 0)
+PY
+}
+
+check "S3 readers' policy and lifecycle example (deploy/iam-reader-policy.json, deploy/s3-lifecycle.json)" s3_extras
+if check "promtool installed" ensure_promtool; then
+    check "promtool check rules + test rules: deploy/monitoring (the PrometheusRule's groups, the dashboard's queries)" promtool_rules
+fi
+check "alert rules and Grafana dashboard shape (deploy/monitoring)" monitoring_shape
 
 echo
 for name in "${checked[@]}"; do echo "  ok     ${name}"; done

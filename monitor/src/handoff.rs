@@ -130,6 +130,9 @@ impl Keeper {
                 Ok(committed) => {
                     self.metrics.spooled();
                     self.report_dropped(committed.dropped);
+                    // Before the uploader can remove it, so the last
+                    // refresh is the uploader's.
+                    self.metrics.refresh_spool(&self.spool);
                     if let Some(e) = committed.after_error {
                         warn!(error = %e, key = %record.info.key, "the dump is spooled, but syncing the spool directory or keeping it within its limits failed");
                     }
@@ -156,6 +159,7 @@ impl Keeper {
             }
         };
         self.report_dropped(evicted);
+        self.metrics.refresh_spool(&self.spool);
         self.metrics.failed(FailedStage::Spool);
         let key = record.info.key.clone();
         let reason = record.info.reason;

@@ -4,7 +4,8 @@
 //!   as `memory-monitor --help`; this test fails when they drift. Regenerate
 //!   with `UPDATE_README=1 cargo test -p monitor --test readme`;
 //! - every relative link in `README.md`, `deploy/README.md` and `docs/*.md`
-//!   names a file that exists, and every `#anchor` a heading of its page.
+//!   names a file that exists, and every `#anchor` a heading of its page;
+//!   so does every alert's `runbook` in `deploy/monitoring/`.
 
 use std::path::{Path, PathBuf};
 
@@ -155,6 +156,38 @@ fn documentation_links_resolve() {
         "broken documentation links:\n{}",
         broken.join("\n")
     );
+}
+
+/// The alerts' `runbook: docs/<page>.md#<anchor>` annotations point at a
+/// heading that exists (the page a paged person opens first).
+#[test]
+fn alert_runbooks_resolve() {
+    let root = repo_root();
+    let dir = root.join("deploy/monitoring");
+    let mut runbooks = 0;
+    for entry in std::fs::read_dir(&dir).expect("deploy/monitoring/") {
+        let path = entry.expect("an entry").path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read a rule file");
+        for line in text.lines() {
+            let Some(target) = line.trim().strip_prefix("runbook:") else {
+                continue;
+            };
+            runbooks += 1;
+            let target = target.trim();
+            let (page, fragment) = target.split_once('#').unwrap_or((target, ""));
+            let linked = std::fs::read_to_string(root.join(page))
+                .unwrap_or_else(|e| panic!("{}: runbook {target}: {e}", path.display()));
+            assert!(
+                fragment.is_empty() || anchors(&linked).iter().any(|a| a == fragment),
+                "{}: runbook {target}: no heading with that anchor",
+                path.display()
+            );
+        }
+    }
+    assert!(runbooks >= 6, "{runbooks} runbook annotations found");
 }
 
 #[test]

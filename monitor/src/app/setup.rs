@@ -85,6 +85,8 @@ pub(super) async fn build(config: Config) -> anyhow::Result<(Monitor, Lifecycle)
         .with_path_prefix(&config.naming.prefix)
         .with_dump_max_size(config.capture.max_bytes);
     tidy_spool(&spool, &metrics);
+    metrics.spool_limits(spool.limits());
+    metrics.refresh_spool(&spool);
     let (stop_uploader, stopping) = watch::channel(false);
     let uploader = Uploader::spawn(
         store,

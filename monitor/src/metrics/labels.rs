@@ -3,6 +3,7 @@
 //! scrape. [`FailedStage`] names the stages of `dumps_failed_total`.
 
 use crate::dump::{Sampling, Trigger};
+use crate::sampler::Mode;
 
 pub(super) const TRIGGERS: [Trigger; 4] = [
     Trigger::Tick,
@@ -11,6 +12,8 @@ pub(super) const TRIGGERS: [Trigger; 4] = [
     Trigger::MemoryEvent,
 ];
 pub(super) const MODES: [Sampling; 2] = [Sampling::Ebpf, Sampling::Procfs];
+/// MONITOR_MODE's values, for `mode_configured{mode}`.
+pub(super) const CONFIGURED_MODES: [Mode; 3] = [Mode::Auto, Mode::Ebpf, Mode::Procfs];
 pub(super) const KERNEL_OUTCOMES: [&str; 3] = ["sent", "dropped_full", "throttled"];
 
 /// A label set of one pair.

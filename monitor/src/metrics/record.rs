@@ -4,10 +4,14 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use tracing::debug;
+
 use super::Metrics;
-use super::labels::{FailedStage, MODES};
+use super::labels::{CONFIGURED_MODES, FailedStage, MODES};
 use crate::dump::{MemoryStats, Reason, Sampling, Trigger};
 use crate::ebpf::EbpfStats;
+use crate::sampler::Mode;
+use crate::spool::{Limits, Spool, Usage};
 
 impl Metrics {
     /// A sample was taken: the current figures.
@@ -83,6 +87,26 @@ impl Metrics {
         self.spool.tidied(tidied);
     }
 
+    /// The spool's limits (SPOOL_MAX_DUMPS, SPOOL_MAX_SIZE), set at start.
+    pub fn spool_limits(&self, limits: Limits) {
+        self.spool.limits(limits);
+    }
+
+    /// What the spool holds now (after a dump is spooled, stored or dropped).
+    pub fn spool_usage(&self, usage: Usage) {
+        self.spool.usage(usage);
+    }
+
+    /// Reads what `spool` holds into the spool series. Blocking (it lists
+    /// the directory): call it where the spool is written, off the async
+    /// threads. A listing that fails leaves the last figures.
+    pub fn refresh_spool(&self, spool: &Spool) {
+        match spool.usage() {
+            Ok(usage) => self.spool_usage(usage),
+            Err(e) => debug!(error = %e, "cannot list the spool for its metrics"),
+        }
+    }
+
     /// A dump was dropped from a full spool before it was stored.
     pub fn dropped(&self, reason: Reason) {
         self.dropped
@@ -155,6 +179,16 @@ impl Metrics {
     pub fn set_mode(&self, mode: Sampling) {
         for m in MODES {
             self.mode
+                .get_or_create(&[("mode", m.as_str())])
+                .set(i64::from(m == mode));
+        }
+    }
+
+    /// MONITOR_MODE: `memory_monitor_mode_configured{mode}` is 1 for it, 0
+    /// for the others (set once: the configuration does not change).
+    pub fn set_mode_configured(&self, mode: Mode) {
+        for m in CONFIGURED_MODES {
+            self.mode_configured
                 .get_or_create(&[("mode", m.as_str())])
                 .set(i64::from(m == mode));
         }

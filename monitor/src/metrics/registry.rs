@@ -14,7 +14,7 @@ use prometheus_client::registry::{Registry, Unit};
 use tracing::error;
 
 use super::health::Health;
-use super::labels::{KERNEL_OUTCOMES, MODES, One, STAGES, TRIGGERS, Two};
+use super::labels::{CONFIGURED_MODES, KERNEL_OUTCOMES, MODES, One, STAGES, TRIGGERS, Two};
 use super::oom::OomSeries;
 use super::spool::SpoolSeries;
 use crate::dump::{Reason, Trigger};
@@ -52,6 +52,7 @@ pub struct Metrics {
     /// The watcher's malformed-record total last seen.
     pub(super) ebpf_malformed_last: AtomicU64,
     pub(super) mode: Family<One, Gauge>,
+    pub(super) mode_configured: Family<One, Gauge>,
     pub(super) target_restarts: Counter,
     pub(super) target_found: Gauge,
     pub(super) baseline_taken: Gauge,
@@ -93,6 +94,7 @@ impl Metrics {
             ebpf_malformed: Counter::default(),
             ebpf_malformed_last: AtomicU64::new(0),
             mode: Family::default(),
+            mode_configured: Family::default(),
             target_restarts: Counter::default(),
             target_found: Gauge::default(),
             baseline_taken: Gauge::default(),
@@ -208,6 +210,11 @@ impl Metrics {
             m.mode.clone(),
         );
         registry.register(
+            "mode_configured",
+            "MONITOR_MODE as configured: 1 for auto, ebpf or procfs (mode says which one runs: auto runs procfs where the node refuses eBPF)",
+            m.mode_configured.clone(),
+        );
+        registry.register(
             "target_restarts",
             "Target processes found after the first (restarts or replacements)",
             m.target_restarts.clone(),
@@ -260,6 +267,9 @@ impl Metrics {
         for mode in MODES {
             let _ = m.mode.get_or_create(&[("mode", mode.as_str())]);
         }
+        for mode in CONFIGURED_MODES {
+            let _ = m.mode_configured.get_or_create(&[("mode", mode.as_str())]);
+        }
         for outcome in KERNEL_OUTCOMES {
             let _ = m.ebpf_kernel.get_or_create(&[("outcome", outcome)]);
         }
@@ -311,6 +321,7 @@ mod tests {
             "memory_monitor_ebpf_events_total",
             "memory_monitor_ebpf_malformed_records_total",
             "memory_monitor_mode{mode=\"ebpf\"}",
+            "memory_monitor_mode_configured{mode=\"auto\"}",
             "memory_monitor_target_restarts_total",
             "memory_monitor_target_found",
             "memory_monitor_baseline_taken",
@@ -324,6 +335,7 @@ mod tests {
     fn updates_show_in_the_exposition() {
         let m = Metrics::new(Duration::from_secs(1));
         m.set_mode(Sampling::Procfs);
+        m.set_mode_configured(crate::sampler::Mode::Auto);
         m.target_found();
         let stats = MemoryStats {
             current: 300,
@@ -397,6 +409,15 @@ mod tests {
         );
         assert_eq!(value(&t, "memory_monitor_mode{mode=\"procfs\"}"), 1.0);
         assert_eq!(value(&t, "memory_monitor_mode{mode=\"ebpf\"}"), 0.0);
+        // Configured auto, running procfs: what the fallback alert looks for.
+        assert_eq!(
+            value(&t, "memory_monitor_mode_configured{mode=\"auto\"}"),
+            1.0
+        );
+        assert_eq!(
+            value(&t, "memory_monitor_mode_configured{mode=\"ebpf\"}"),
+            0.0
+        );
         assert_eq!(value(&t, "memory_monitor_target_restarts_total"), 1.0);
         assert_eq!(value(&t, "memory_monitor_target_found"), 1.0);
         // The new target has no baseline yet and the old one's figures are gone.

@@ -46,6 +46,17 @@ pub enum Mode {
     Procfs,
 }
 
+impl Mode {
+    /// The MONITOR_MODE value that selects it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Auto => "auto",
+            Mode::Ebpf => "ebpf",
+            Mode::Procfs => "procfs",
+        }
+    }
+}
+
 /// Which process to watch, how often, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SamplerSettings {
@@ -131,6 +142,7 @@ impl Sampler {
             oom_victim: None,
         };
         sampler.metrics.set_mode(sampler.sampling());
+        sampler.metrics.set_mode_configured(sampler.settings.mode);
         sampler
     }
 

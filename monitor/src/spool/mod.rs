@@ -31,6 +31,7 @@ mod tidy;
 mod writer;
 
 use files::{create_new, create_private_dir, is_record_file, remove_if_present, write_new};
+pub use room::Usage;
 use room::{MIN_RESERVE, size_of};
 
 pub use inventory::{Found, Inventory, delivered_message};

@@ -1,6 +1,7 @@
 //! Keeping the spool within its limits and the disk: evicting the oldest
 //! dumps (non-baseline first) after a dump is committed, before one is
-//! written (room for its likely size), and when a write runs out of space.
+//! written (room for its likely size), and when a write runs out of space;
+//! and what it holds now against those limits ([`Usage`], for the metrics).
 
 use std::ffi::CString;
 use std::fs;
@@ -11,10 +12,33 @@ use std::sync::atomic::Ordering;
 use super::{Spool, SpoolError, Spooled};
 use crate::dump::Reason;
 
+/// What the spool holds: the dumps waiting for upload and their bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Dumps waiting (SPOOL_MAX_DUMPS bounds it).
+    pub dumps: usize,
+    /// Their bytes on disk (SPOOL_MAX_SIZE bounds it).
+    pub bytes: u64,
+}
+
 /// The least room made on disk for a dump whose size nothing predicts yet.
 pub(super) const MIN_RESERVE: u64 = 4 << 20;
 
 impl Spool {
+    /// What the spool holds now (the dumps [`Spool::pending`] lists).
+    pub fn usage(&self) -> Result<Usage, SpoolError> {
+        let (pending, _) = self.pending()?;
+        Ok(Usage {
+            dumps: pending.len(),
+            bytes: pending.iter().map(size_of).sum(),
+        })
+    }
+
+    /// The limits the spool keeps to (SPOOL_MAX_DUMPS, SPOOL_MAX_SIZE).
+    pub fn limits(&self) -> super::Limits {
+        self.limits
+    }
+
     /// Drops the oldest dumps (never `keep`) until within the limits:
     /// non-baseline dumps first, baselines only if nothing else is left.
     pub(super) fn enforce_limits(&self, keep: &str) -> Result<Vec<Spooled>, SpoolError> {

@@ -192,6 +192,8 @@ impl<S: ObjectStore> Worker<S> {
                 },
                 Err(FileTrouble::Gone) => {
                     self.metrics.failed(FailedStage::Lost);
+                    let (spool, metrics) = (self.spool.clone(), self.metrics.clone());
+                    tokio::task::spawn_blocking(move || metrics.refresh_spool(&spool));
                     error!(path = %s.path.display(), key = %info.key, "spooled dump is gone before upload (dropped from a full spool, or deleted); nothing left to store");
                     return Outcome::Done;
                 }
@@ -228,11 +230,14 @@ impl<S: ObjectStore> Worker<S> {
             let (spool, s) = (self.spool.clone(), s.clone());
             let bucket = self.store.bucket().to_string();
             // Noted first, so `memory-monitor spool cat` can say where it went.
+            let metrics = self.metrics.clone();
             let removed = tokio::task::spawn_blocking(move || {
-                (
+                let done = (
                     spool.note_delivery(&s, &bucket, chrono::Utc::now()),
                     spool.remove(&s),
-                )
+                );
+                metrics.refresh_spool(&spool);
+                done
             })
             .await;
             if let Ok((noted, removed)) = removed {

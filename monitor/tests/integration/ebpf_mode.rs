@@ -287,7 +287,9 @@ fn without_bpf_capabilities_auto_falls_back_and_ebpf_refuses() {
     // auto: one clear line saying why, then a working procfs monitor.
     env.insert("MONITOR_MODE".into(), "auto".into());
     env.insert("CHECK_INTERVAL".into(), "200ms".into());
+    env.insert("METRICS_ADDR".into(), "127.0.0.1:0".into());
     let auto = Monitor::start_command(without_bpf_caps(), &env);
+    let addr = crate::observability::metrics_addr(&auto);
     let why = auto.wait_for(&[logs::EBPF_FALLBACK_AT_START], 1, Duration::from_secs(20));
     assert!(
         why[0].to_lowercase().contains("permission denied"),
@@ -306,7 +308,16 @@ fn without_bpf_capabilities_auto_falls_back_and_ebpf_refuses() {
         auto.logs().join("\n")
     );
     assert!(auto.matching(&[logs::EBPF_LOADED]).is_empty());
+    // What deploy/monitoring's MemoryMonitorEbpfFellBack alert looks for:
+    // procfs running, auto configured.
+    let s = crate::observability::Scrape::take(addr);
+    assert_eq!(s.value("memory_monitor_mode{mode=\"procfs\"}"), 1.0);
+    assert_eq!(
+        s.value("memory_monitor_mode_configured{mode=\"auto\"}"),
+        1.0
+    );
     drop(auto);
+    env.insert("METRICS_ADDR".into(), "off".into());
 
     // ebpf: refuses to start, non-zero, naming the cause.
     env.insert("MONITOR_MODE".into(), "ebpf".into());

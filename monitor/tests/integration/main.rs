@@ -22,6 +22,7 @@
 //! - [`faults`]: outages, crashes and bad answers around a running monitor;
 //! - [`limits`]: the process limits the monitor sets itself;
 //! - [`observability`]: /metrics, health endpoints, secrets in logs;
+//! - [`monitoring`]: the shipped alert rules and dashboard name only exported series;
 //! - [`oom`]: a target OOM-killed in a real memory cgroup: near-OOM dumps and the kill reported;
 //! - `ebpf`: the eBPF programs against the kernel (feature `ebpf`);
 //! - `ebpf_mode`: the monitor binary in eBPF mode (feature `ebpf`);
@@ -53,6 +54,7 @@ mod ebpf_oom;
 mod end_to_end;
 mod faults;
 mod limits;
+mod monitoring;
 mod notify;
 mod observability;
 mod oom;

@@ -16,7 +16,7 @@ use testkit::slack::{Behaviour, SlackStandIn};
 const MIB: f64 = (1 << 20) as f64;
 
 /// GET `path` over plain HTTP/1.1: (status, body).
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
@@ -36,10 +36,10 @@ fn get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 /// A scrape of /metrics, read by series (`name{labels}`).
-struct Scrape(String);
+pub(crate) struct Scrape(pub(crate) String);
 
 impl Scrape {
-    fn take(addr: SocketAddr) -> Scrape {
+    pub(crate) fn take(addr: SocketAddr) -> Scrape {
         let (status, body) = get(addr, "/metrics");
         assert_eq!(status, 200, "{body}");
         assert!(
@@ -49,7 +49,7 @@ impl Scrape {
         Scrape(body)
     }
 
-    fn value(&self, series: &str) -> f64 {
+    pub(crate) fn value(&self, series: &str) -> f64 {
         self.0
             .lines()
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
@@ -60,7 +60,7 @@ impl Scrape {
 }
 
 /// The address the monitor says it serves metrics on.
-fn metrics_addr(monitor: &Monitor) -> SocketAddr {
+pub(crate) fn metrics_addr(monitor: &Monitor) -> SocketAddr {
     let line = monitor
         .wait_for(&[logs::METRICS_LISTENING], 1, Duration::from_secs(20))
         .remove(0);
@@ -129,7 +129,23 @@ fn metrics_and_health_follow_the_run() {
     assert_eq!(s.value("memory_monitor_baseline_taken"), 1.0);
     assert_eq!(s.value("memory_monitor_mode{mode=\"procfs\"}"), 1.0);
     assert_eq!(s.value("memory_monitor_mode{mode=\"ebpf\"}"), 0.0);
+    assert_eq!(
+        s.value("memory_monitor_mode_configured{mode=\"procfs\"}"),
+        1.0
+    );
+    assert_eq!(
+        s.value("memory_monitor_mode_configured{mode=\"auto\"}"),
+        0.0
+    );
     assert_eq!(s.value("memory_monitor_ebpf_events_total"), 0.0);
+    // The spool's limits (the defaults), and nothing left in it once stored
+    // (refreshed as the stored dump is removed, just after the upload counts).
+    assert_eq!(s.value("memory_monitor_spool_max_dumps"), 32.0);
+    assert_eq!(s.value("memory_monitor_spool_max_size_bytes"), 256.0 * MIB);
+    let s = wait_scrape(addr, "spool emptied after the baseline", &monitor, |s| {
+        s.value("memory_monitor_spool_dumps") == 0.0
+    });
+    assert_eq!(s.value("memory_monitor_spool_size_bytes"), 0.0);
     assert_eq!(s.value("memory_monitor_target_restarts_total"), 0.0);
     assert_eq!(
         s.value("memory_monitor_dumps_failed_total{stage=\"capture\"}"),
@@ -184,11 +200,18 @@ fn metrics_and_health_follow_the_run() {
     assert_eq!(s.value(&reason(CAPTURED, "baseline")), 2.0);
     assert_eq!(s.value(&reason(UPLOADED, "baseline")), 1.0);
     assert_eq!(s.value("memory_monitor_upload_queue"), 1.0);
+    // The baseline waits in the spool, counted with its bytes.
+    assert_eq!(s.value("memory_monitor_spool_dumps"), 1.0);
+    assert!(s.value("memory_monitor_spool_size_bytes") > 0.0);
     rig.garage.restart().expect("garage restarts");
     let s = wait_scrape(addr, "second baseline uploaded", &monitor, |s| {
         s.value(&reason(UPLOADED, "baseline")) == 2.0
     });
     assert_eq!(s.value("memory_monitor_upload_queue"), 0.0);
+    let s = wait_scrape(addr, "spool emptied", &monitor, |s| {
+        s.value("memory_monitor_spool_dumps") == 0.0
+    });
+    assert_eq!(s.value("memory_monitor_spool_size_bytes"), 0.0);
     assert_eq!(
         s.value("memory_monitor_dumps_dropped_total{reason=\"spike\"}"),
         0.0

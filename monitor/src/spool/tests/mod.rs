@@ -112,8 +112,14 @@ fn put_pending_remove_round_trip() {
     assert!(bad.is_empty());
     assert_eq!(ids(&reopened), ["a", "b"]);
     assert_eq!(fs::read(&pending[1].path).unwrap(), b"two");
+    assert_eq!(reopened.usage().unwrap(), Usage { dumps: 2, bytes: 6 });
     reopened.remove(&pending[0]).unwrap();
     assert_eq!(ids(&reopened), ["b"]);
+    // What the metrics export: the dumps waiting and their bytes, records
+    // and temporary files not counted.
+    let _partial = reopened.begin().unwrap();
+    assert_eq!(reopened.usage().unwrap(), Usage { dumps: 1, bytes: 3 });
+    assert_eq!(reopened.limits(), limits(10, 1 << 20));
 }
 
 #[test]
