@@ -59,22 +59,13 @@ fn parse_timeout(value: &str) -> Result<Duration, String> {
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let args =
         std::iter::once(OsString::from("memory-monitor check")).chain(args.into_iter().skip(2));
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match crate::tools::parse::<Cli>(args) {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
-        }
+        Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::tools::runtime("memory-monitor check") {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("memory-monitor check: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let lines = runtime.block_on(run(cli.timeout));
     // A probe abandoned at its timeout may still hold a blocking thread.

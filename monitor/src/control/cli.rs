@@ -112,13 +112,9 @@ struct SpoolEnv {
 /// Runs `dump` or `spool` from the whole argument list (program name
 /// first); what it says goes to stdout, errors to stderr.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match crate::tools::parse::<Cli>(args) {
         Ok(cli) => cli,
-        Err(e) => {
-            // Usage errors exit 2, --help 0, as clap does.
-            let _ = e.print();
-            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
-        }
+        Err(code) => return code,
     };
     let result = match cli.command {
         Command::Dump { note, env } => dump(note, &env),

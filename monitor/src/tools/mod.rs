@@ -91,23 +91,13 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     if crate::control::cli::is_command(args.get(1).map(OsString::as_os_str)) {
         return crate::control::cli::main(args);
     }
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match parse::<Cli>(args) {
         Ok(cli) => cli,
-        Err(e) => {
-            // Usage errors exit 2, --help 0, as clap does.
-            let _ = e.print();
-            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
-        }
+        Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime("memory-monitor") {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("memory-monitor: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(run(cli)) {
         Ok(text) => {
@@ -122,6 +112,27 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A command's arguments, or the exit status once clap has printed the
+/// usage error (2) or the help (0).
+pub(crate) fn parse<C: Parser>(args: impl IntoIterator<Item = OsString>) -> Result<C, ExitCode> {
+    C::try_parse_from(args).map_err(|e| {
+        let _ = e.print();
+        ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
+    })
+}
+
+/// The single-threaded runtime a command runs on, or the failure said on
+/// stderr under `name` and its exit status.
+pub(crate) fn runtime(name: &str) -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("{name}: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        })
 }
 
 async fn run(cli: Cli) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
