@@ -80,7 +80,14 @@ fn target_installed() -> Result<bool> {
 /// unless the toolchain is missing) and checks the result is an AArch64 ELF.
 pub fn build(features: &[&str]) -> Result<()> {
     run(cargo()
-        .args(["build", "--locked", "-p", "monitor", "--bin", "memory-monitor"])
+        .args([
+            "build",
+            "--locked",
+            "-p",
+            "monitor",
+            "--bin",
+            "memory-monitor",
+        ])
         .args(["--target", TARGET])
         .args(features)
         .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER", LINKER)
@@ -145,7 +152,10 @@ mod tests {
         assert_eq!(elf_machine(&header(2, 1, EM_AARCH64)).unwrap(), EM_AARCH64);
         assert_eq!(elf_machine(&header(2, 1, 62)).unwrap(), 62);
         assert!(elf_machine(&header(1, 1, EM_AARCH64)).is_err(), "32-bit");
-        assert!(elf_machine(&header(2, 2, EM_AARCH64)).is_err(), "big-endian");
+        assert!(
+            elf_machine(&header(2, 2, EM_AARCH64)).is_err(),
+            "big-endian"
+        );
         assert!(elf_machine(b"#!/bin/sh\nexit 0\n\0\0\0\0").is_err());
         assert!(elf_machine(b"\x7fELF").is_err(), "truncated");
     }

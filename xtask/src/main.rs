@@ -5,6 +5,7 @@
 //! - `demo`:  run the monitor against the demo target and a local S3 store;
 //! - `test`:  the whole suite: fmt, clippy, static checks, an arm64 cross-build, unit and
 //!   integration tests, then the VM stage;
+//! - `cross`: the arm64 cross-build only;
 //! - `vm`:    the VM stage only: the kernel-dependent tests on Debian's 6.1 kernel;
 //! - `seed`:  fetch and build the seed's monitor for the footprint benchmark's comparison.
 
@@ -36,6 +37,8 @@ enum Cmd {
     Demo(demo::DemoArgs),
     /// Run the whole test suite (what CI runs), the VM stage last.
     Test,
+    /// Only the test command's arm64 cross-build: set-up, build, check the ELF is AArch64.
+    Cross,
     /// Run only the VM stage: the kernel-dependent tests on Debian's 6.1 kernel.
     Vm {
         /// Run only these test groups (prefixes from the stage's list, e.g. `oom::`),
@@ -59,6 +62,15 @@ fn main() -> Result<()> {
             demo::run_demo(&args, ebpf)
         }
         Cmd::Test => test(),
+        Cmd::Cross => {
+            let features: &[&str] = if setup()? {
+                &[]
+            } else {
+                &["--no-default-features"]
+            };
+            cross::ensure().context("installing the arm64 cross toolchain")?;
+            cross::build(features)
+        }
         Cmd::Vm { groups } => {
             let groups = vm::select(&groups)?;
             anyhow::ensure!(setup()?, "the VM stage needs the eBPF toolchain");
