@@ -2,6 +2,8 @@
 #
 # memory-monitor image: the release binary with its eBPF programs embedded.
 # Built and pushed by CI (.github/workflows/image.yml); see deploy/README.md.
+# Architecture-neutral: CI builds it natively for linux/amd64 and linux/arm64
+# (both base images are multi-arch; the host triple comes from `rustc -vV`).
 #
 #   docker build -t memory-monitor .
 #

@@ -394,6 +394,33 @@ def check_workflows():
             needs = (doc.get("jobs") or {}).get("image", {}).get("needs")
             rule(needs == "ci" or (isinstance(needs, list) and "ci" in needs),
                  f"{rel}: the image is pushed only after CI passes (needs: ci)")
+            # Both architectures, each built on a native runner (bpf-linker and
+            # the release build under QEMU would not fit a job), pushed by
+            # digest, then merged into one tagged manifest list.
+            jobs = doc.get("jobs") or {}
+            image = jobs.get("image") or {}
+            include = ((image.get("strategy") or {}).get("matrix") or {}).get("include") or []
+            runners = {str(m.get("platform")): str(m.get("runner")) for m in include if isinstance(m, dict)}
+            rule(runners.get("linux/amd64") == "ubuntu-24.04" and runners.get("linux/arm64") == "ubuntu-24.04-arm"
+                 and image.get("runs-on") == "${{ matrix.runner }}",
+                 f"{rel}: linux/amd64 and linux/arm64 each on a native runner (got {runners})")
+            rule("setup-qemu-action" not in text, f"{rel}: no QEMU emulation (native runners only)")
+            build = [s.get("with") or {} for s in image.get("steps") or []
+                     if str(s.get("uses", "")).startswith("docker/build-push-action@")]
+            rule(len(build) == 1 and build[0].get("platforms") == "${{ matrix.platform }}"
+                 and "push-by-digest=true" in str(build[0].get("outputs", ""))
+                 and any(str(s.get("uses", "")).startswith("actions/upload-artifact@") for s in image.get("steps") or []),
+                 f"{rel}: each platform's image is pushed by digest and its digest uploaded")
+            merge = [n for n, j in jobs.items()
+                     if any("docker buildx imagetools create" in str(s.get("run", "")) for s in j.get("steps") or [])]
+            merge_needs = (jobs.get(merge[0]) or {}).get("needs") if merge else None
+            rule(len(merge) == 1 and (merge_needs == "image" or (isinstance(merge_needs, list) and "image" in merge_needs))
+                 and "docker/metadata-action@" in str(jobs[merge[0]].get("steps")),
+                 f"{rel}: a merge job after the builds tags one manifest list (imagetools create, metadata-action tags)")
+            releases = [j for j in jobs.values() if "gh release create" in str(j.get("steps"))]
+            rule(bool(merge) and all(merge[0] in ([j.get("needs")] if isinstance(j.get("needs"), str) else j.get("needs") or [])
+                                     for j in releases),
+                 f"{rel}: the release waits for the merged, tagged image")
     every = "\n".join(texts.values())
     for needle, what in (
         ("cargo fmt --all --check", "CI checks formatting"),
@@ -469,7 +496,7 @@ PY
 
 check "deployment policy (deploy/ and the rendered overlays: sidecar, /tmp, users, capabilities, probes, IRSA, IAM policy)" \
     policy deploy "${RENDERED[@]}"
-check "workflow jobs (fmt, clippy, tests, audit, image tags, release)" policy workflows
+check "workflow jobs (fmt, clippy, tests, audit, image tags and architectures, release)" policy workflows
 check "toolchain pins and image shape (Dockerfile, ci.yml, Cargo.toml)" policy pins
 
 # --- deploy/monitoring: alert rules and dashboard -----------------------------

@@ -1,9 +1,11 @@
 //! `cargo xtask`: the project's chores.
 //!
-//! - `setup`: install what the build and tests need (bpf-linker, rust-src, Garage, the VM);
+//! - `setup`: install what the build and tests need (bpf-linker, rust-src, Garage, the arm64
+//!   cross toolchain, the VM);
 //! - `demo`:  run the monitor against the demo target and a local S3 store;
-//! - `test`:  the whole suite: fmt, clippy, unit and integration tests, static checks,
-//!   then the VM stage;
+//! - `test`:  the whole suite: fmt, clippy, static checks, an arm64 cross-build, unit and
+//!   integration tests, then the VM stage;
+//! - `cross`: the arm64 cross-build only;
 //! - `vm`:    the VM stage only: the kernel-dependent tests on Debian's 6.1 kernel;
 //! - `seed`:  fetch and build the seed's monitor for the footprint benchmark's comparison.
 
@@ -13,6 +15,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod cross;
 mod demo;
 mod ebpf_toolchain;
 mod seed;
@@ -27,12 +30,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install the eBPF toolchain (rust-src, bpf-linker), Garage and the VM's tools.
+    /// Install the eBPF toolchain (rust-src, bpf-linker), Garage, the arm64 cross toolchain
+    /// and the VM's tools.
     Setup,
     /// Build everything, start Garage, the demo target and the monitor, and show dumps landing.
     Demo(demo::DemoArgs),
     /// Run the whole test suite (what CI runs), the VM stage last.
     Test,
+    /// Only the test command's arm64 cross-build: set-up, build, check the ELF is AArch64.
+    Cross,
     /// Run only the VM stage: the kernel-dependent tests on Debian's 6.1 kernel.
     Vm {
         /// Run only these test groups (prefixes from the stage's list, e.g. `oom::`),
@@ -48,6 +54,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Cmd::Setup => {
             setup()?;
+            setup_cross()?;
             setup_vm().map(|_| ())
         }
         Cmd::Demo(args) => {
@@ -55,6 +62,15 @@ fn main() -> Result<()> {
             demo::run_demo(&args, ebpf)
         }
         Cmd::Test => test(),
+        Cmd::Cross => {
+            let features: &[&str] = if setup()? {
+                &[]
+            } else {
+                &["--no-default-features"]
+            };
+            cross::ensure().context("installing the arm64 cross toolchain")?;
+            cross::build(features)
+        }
         Cmd::Vm { groups } => {
             let groups = vm::select(&groups)?;
             anyhow::ensure!(setup()?, "the VM stage needs the eBPF toolchain");
@@ -146,6 +162,23 @@ fn setup_vm() -> Result<Option<vm::Tools>> {
     }
 }
 
+/// Installs the arm64 cross toolchain. Returns whether the cross-build can
+/// run: outside CI a failure is a loud warning and the check is skipped,
+/// under CI it fails the run (as the eBPF toolchain does).
+fn setup_cross() -> Result<bool> {
+    match cross::ensure() {
+        Ok(()) => Ok(true),
+        Err(e) if !testkit::guard::in_ci() => {
+            warn(&format!(
+                "the {} cross toolchain is not available: {e:#}\nThe arm64 compile check will be skipped.",
+                cross::TARGET
+            ));
+            Ok(false)
+        }
+        Err(e) => Err(e).context("CI=true: the arm64 cross toolchain is required"),
+    }
+}
+
 fn warn(message: &str) {
     eprintln!("\n################################################################");
     eprintln!("WARNING: {message}");
@@ -157,6 +190,7 @@ fn warn(message: &str) {
 fn test() -> Result<()> {
     let ebpf = setup()?;
     // Before the host suite, so a CI machine that cannot run it fails early.
+    let cross = setup_cross()?;
     let vm = setup_vm()?;
     run(cargo().args(["fmt", "--all", "--check"]))?;
     let features: &[&str] = if ebpf {
@@ -173,6 +207,11 @@ fn test() -> Result<()> {
     run(cargo()
         .args(["build", "--locked", "-p", "monitor", "--bins", "--examples"])
         .args(features))?;
+    if cross {
+        cross::build(features).context("the arm64 cross-build (cargo xtask test)")?;
+    } else {
+        warn("the arm64 cross-build did not run (see the warning at set-up)");
+    }
     run(cargo()
         .args(["test", "--workspace", "--locked"])
         .args(features)

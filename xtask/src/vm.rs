@@ -25,6 +25,8 @@ mod install;
 mod judge;
 
 pub use install::Tools;
+// The arm64 cross-build (cross.rs) looks its linker up the same way.
+pub(crate) use install::which;
 
 /// The integration tests the guest runs: each entry is a test-name prefix
 /// and gets its own libtest run, summary and timing.
