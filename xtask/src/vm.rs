@@ -192,6 +192,18 @@ fn stage_guest(out: &Path, groups: &[&str]) -> Result<String> {
 
 /// Boots the VM and waits for the guest; fails when it did not start or
 /// did not finish.
+/// PATH with `program`'s directory first (the current PATH when that
+/// cannot be spelled, a directory holding ':').
+fn beside_on_path(program: &Path) -> std::ffi::OsString {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = program
+        .parent()
+        .map(Path::to_path_buf)
+        .into_iter()
+        .chain(std::env::split_paths(&path));
+    std::env::join_paths(dirs).unwrap_or(path)
+}
+
 fn boot(tools: &Tools, out: &Path, exec: &str, groups: usize) -> Result<()> {
     let timeout = REST_TIMEOUT_SECS + GROUP_TIMEOUT_SECS * groups as u64;
     // The console into a file: virtme-ng reopens its output, which clobbers
@@ -202,6 +214,9 @@ fn boot(tools: &Tools, out: &Path, exec: &str, groups: usize) -> Result<()> {
     let status = Command::new("timeout")
         .arg(timeout.to_string())
         .arg(&tools.vng)
+        // vng runs `virtme-run` and friends through the shell: from a venv
+        // they are beside it, not on PATH (a fresh machine has no other).
+        .env("PATH", beside_on_path(&tools.vng))
         .args([
             "--disable-kvm",
             "--force-9p",
