@@ -480,6 +480,88 @@ def check_deploy(overlays):
     check_iam(prefixes)
 
 
+def check_monitoring():
+    """The shape promtool does not judge: the PrometheusRule's envelope and
+    each alert's severity and annotations; the dashboard parses and every
+    panel queries something."""
+    alerts = set()
+    for path in sorted(Path("deploy/monitoring").glob("*.y*ml")):
+        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            if not doc:
+                continue
+            rule(doc.get("apiVersion") == "monitoring.coreos.com/v1" and doc.get("kind") == "PrometheusRule",
+                 f"{path}: a monitoring.coreos.com/v1 PrometheusRule")
+            rule(bool(doc.get("metadata", {}).get("name")), f"{path}: metadata.name is set")
+            for group in doc.get("spec", {}).get("groups", []):
+                for r in group.get("rules", []):
+                    name = r.get("alert") or r.get("record")
+                    where = f"{path}: {name}"
+                    if "alert" not in r:
+                        continue
+                    alerts.add(name)
+                    rule(r.get("labels", {}).get("severity") in ("critical", "warning", "info"),
+                         f"{where}: severity label critical, warning or info")
+                    notes = r.get("annotations", {})
+                    rule(bool(notes.get("summary")) and bool(notes.get("description")), f"{where}: summary and description")
+                    rule(re.fullmatch(r"docs/[a-z]+\.md(#[a-z0-9_-]+)?", str(notes.get("runbook", ""))) is not None,
+                         f"{where}: a runbook annotation naming a page of docs/ (the readme test resolves it)")
+    want = {"MemoryMonitorNotSampling", "MemoryMonitorUploadsFailing", "MemoryMonitorSpoolNearFull",
+            "MemoryMonitorDumpsDropped", "MemoryMonitorTargetOOMKilled", "MemoryMonitorEbpfFellBack"}
+    rule(want <= alerts, f"deploy/monitoring: the alerts {sorted(want - alerts)} exist")
+
+    for path in sorted(Path("deploy/monitoring").glob("*.json")):
+        try:
+            dash = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as e:
+            rule(False, f"{path}: not valid JSON: {e}")
+            continue
+        rule(bool(dash.get("title")) and isinstance(dash.get("panels"), list), f"{path}: a Grafana dashboard (title, panels)")
+        ids = [p.get("id") for p in dash.get("panels", [])]
+        rule(len(ids) == len(set(ids)), f"{path}: panel ids are unique")
+        graphs = [p for p in dash.get("panels", []) if p.get("type") != "row"]
+        rule(len(graphs) >= 6, f"{path}: at least six panels")
+        for p in graphs:
+            exprs = [t.get("expr", "") for t in p.get("targets", [])]
+            rule(bool(exprs) and all(e.strip() for e in exprs), f"{path}: panel {p.get('title')!r} has targets with an expr")
+            rule({"x", "y", "w", "h"} <= set(p.get("gridPos", {})), f"{path}: panel {p.get('title')!r} has a gridPos")
+
+
+def check_s3_extras():
+    """Beside the write policy: the readers' policy and the lifecycle example
+    name the ConfigMap's bucket and prefix, and the readers cannot write."""
+    settings = {}
+    for doc in yaml.safe_load_all(Path("deploy/common.yaml").read_text(encoding="utf-8")):
+        if doc and doc.get("kind") == "ConfigMap":
+            settings.update(doc.get("data", {}))
+    bucket, prefix = settings.get("S3_BUCKET"), settings.get("S3_PATH_PREFIX", "")
+    rule(bool(bucket), "deploy/common.yaml: the ConfigMap sets S3_BUCKET")
+
+    def listed(v):
+        return [v] if isinstance(v, str) else list(v or [])
+
+    reader = json.loads(Path("deploy/iam-reader-policy.json").read_text(encoding="utf-8"))
+    allowed = [(a, r, st.get("Condition")) for st in reader.get("Statement", []) if st.get("Effect") == "Allow"
+               for a in listed(st.get("Action")) for r in listed(st.get("Resource"))]
+    actions = {a for a, _, _ in allowed}
+    rule(actions <= {"s3:GetObject", "s3:ListBucket"},
+         f"deploy/iam-reader-policy.json: read actions only (got {sorted(actions)})")
+    rule(("s3:GetObject", f"arn:aws:s3:::{bucket}/{prefix}*", None) in allowed,
+         f"deploy/iam-reader-policy.json: s3:GetObject on arn:aws:s3:::{bucket}/{prefix}*")
+    rule(any(a == "s3:ListBucket" and r == f"arn:aws:s3:::{bucket}"
+             and (c or {}).get("StringLike", {}).get("s3:prefix") == f"{prefix}*" for a, r, c in allowed),
+         f"deploy/iam-reader-policy.json: s3:ListBucket on {bucket} limited to the prefix {prefix}*")
+
+    life = json.loads(Path("deploy/s3-lifecycle.json").read_text(encoding="utf-8"))
+    lrules = life.get("Rules", [])
+    rule(bool(lrules), "deploy/s3-lifecycle.json: a Rules list")
+    for r in lrules:
+        where = f"deploy/s3-lifecycle.json: rule {r.get('ID')}"
+        rule(bool(r.get("ID")) and r.get("Status") in ("Enabled", "Disabled"), f"{where}: ID and Status")
+        rule(r.get("Filter", {}).get("Prefix") == prefix, f"{where}: Filter.Prefix is the ConfigMap's S3_PATH_PREFIX ({prefix})")
+        days = r.get("Expiration", {}).get("Days")
+        rule(isinstance(days, int) and days > 0, f"{where}: Expiration.Days is a positive number of days")
+
+
 what = sys.argv[1]
 if what == "deploy":
     check_deploy(sys.argv[2:])
@@ -487,6 +569,10 @@ elif what == "workflows":
     check_workflows()
 elif what == "pins":
     check_pins()
+elif what == "monitoring":
+    check_monitoring()
+elif what == "s3":
+    check_s3_extras()
 for p in problems:
     print(f"  policy violation: {p}", file=sys.stderr)
 print(f"  {rules - len(problems)}/{rules} rules hold")
@@ -581,140 +667,11 @@ promtool_rules() {
     return "${ok}"
 }
 
-# The shape promtool does not judge: the PrometheusRule's envelope and each
-# alert's severity and annotations; the dashboard parses and every panel
-# queries something.
-monitoring_shape() {
-    "${PY}" - <<'PY'
-import json
-import re
-import sys
-from pathlib import Path
-
-import yaml
-
-problems = []
-rules = 0
-
-
-def rule(ok, what):
-    global rules
-    rules += 1
-    if not ok:
-        problems.append(what)
-
-
-alerts = set()
-for path in sorted(Path("deploy/monitoring").glob("*.y*ml")):
-    for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
-        if not doc:
-            continue
-        rule(doc.get("apiVersion") == "monitoring.coreos.com/v1" and doc.get("kind") == "PrometheusRule",
-             f"{path}: a monitoring.coreos.com/v1 PrometheusRule")
-        rule(bool(doc.get("metadata", {}).get("name")), f"{path}: metadata.name is set")
-        for group in doc.get("spec", {}).get("groups", []):
-            for r in group.get("rules", []):
-                name = r.get("alert") or r.get("record")
-                where = f"{path}: {name}"
-                if "alert" not in r:
-                    continue
-                alerts.add(name)
-                rule(r.get("labels", {}).get("severity") in ("critical", "warning", "info"),
-                     f"{where}: severity label critical, warning or info")
-                notes = r.get("annotations", {})
-                rule(bool(notes.get("summary")) and bool(notes.get("description")), f"{where}: summary and description")
-                rule(re.fullmatch(r"docs/[a-z]+\.md(#[a-z0-9_-]+)?", str(notes.get("runbook", ""))) is not None,
-                     f"{where}: a runbook annotation naming a page of docs/ (the readme test resolves it)")
-want = {"MemoryMonitorNotSampling", "MemoryMonitorUploadsFailing", "MemoryMonitorSpoolNearFull",
-        "MemoryMonitorDumpsDropped", "MemoryMonitorTargetOOMKilled", "MemoryMonitorEbpfFellBack"}
-rule(want <= alerts, f"deploy/monitoring: the alerts {sorted(want - alerts)} exist")
-
-for path in sorted(Path("deploy/monitoring").glob("*.json")):
-    try:
-        dash = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as e:
-        rule(False, f"{path}: not valid JSON: {e}")
-        continue
-    rule(bool(dash.get("title")) and isinstance(dash.get("panels"), list), f"{path}: a Grafana dashboard (title, panels)")
-    ids = [p.get("id") for p in dash.get("panels", [])]
-    rule(len(ids) == len(set(ids)), f"{path}: panel ids are unique")
-    graphs = [p for p in dash.get("panels", []) if p.get("type") != "row"]
-    rule(len(graphs) >= 6, f"{path}: at least six panels")
-    for p in graphs:
-        exprs = [t.get("expr", "") for t in p.get("targets", [])]
-        rule(bool(exprs) and all(e.strip() for e in exprs), f"{path}: panel {p.get('title')!r} has targets with an expr")
-        rule({"x", "y", "w", "h"} <= set(p.get("gridPos", {})), f"{path}: panel {p.get('title')!r} has a gridPos")
-for p in problems:
-    print(f"  problem: {p}", file=sys.stderr)
-print(f"  {rules - len(problems)}/{rules} rules hold")
-sys.exit(1 if problems else 0)
-PY
-}
-
-# Beside the write policy: the readers' policy and the lifecycle example
-# name the ConfigMap's bucket and prefix, and the readers cannot write.
-s3_extras() {
-    "${PY}" - <<'PY'
-import json
-import sys
-from pathlib import Path
-
-import yaml
-
-problems = []
-rules = 0
-
-
-def rule(ok, what):
-    global rules
-    rules += 1
-    if not ok:
-        problems.append(what)
-
-
-settings = {}
-for doc in yaml.safe_load_all(Path("deploy/common.yaml").read_text(encoding="utf-8")):
-    if doc and doc.get("kind") == "ConfigMap":
-        settings.update(doc.get("data", {}))
-bucket, prefix = settings.get("S3_BUCKET"), settings.get("S3_PATH_PREFIX", "")
-rule(bool(bucket), "deploy/common.yaml: the ConfigMap sets S3_BUCKET")
-
-def listed(v):
-    return [v] if isinstance(v, str) else list(v or [])
-
-reader = json.loads(Path("deploy/iam-reader-policy.json").read_text(encoding="utf-8"))
-allowed = [(a, r, st.get("Condition")) for st in reader.get("Statement", []) if st.get("Effect") == "Allow"
-           for a in listed(st.get("Action")) for r in listed(st.get("Resource"))]
-actions = {a for a, _, _ in allowed}
-rule(actions <= {"s3:GetObject", "s3:ListBucket"},
-     f"deploy/iam-reader-policy.json: read actions only (got {sorted(actions)})")
-rule(("s3:GetObject", f"arn:aws:s3:::{bucket}/{prefix}*", None) in allowed,
-     f"deploy/iam-reader-policy.json: s3:GetObject on arn:aws:s3:::{bucket}/{prefix}*")
-rule(any(a == "s3:ListBucket" and r == f"arn:aws:s3:::{bucket}"
-         and (c or {}).get("StringLike", {}).get("s3:prefix") == f"{prefix}*" for a, r, c in allowed),
-     f"deploy/iam-reader-policy.json: s3:ListBucket on {bucket} limited to the prefix {prefix}*")
-
-life = json.loads(Path("deploy/s3-lifecycle.json").read_text(encoding="utf-8"))
-lrules = life.get("Rules", [])
-rule(bool(lrules), "deploy/s3-lifecycle.json: a Rules list")
-for r in lrules:
-    where = f"deploy/s3-lifecycle.json: rule {r.get('ID')}"
-    rule(bool(r.get("ID")) and r.get("Status") in ("Enabled", "Disabled"), f"{where}: ID and Status")
-    rule(r.get("Filter", {}).get("Prefix") == prefix, f"{where}: Filter.Prefix is the ConfigMap's S3_PATH_PREFIX ({prefix})")
-    days = r.get("Expiration", {}).get("Days")
-    rule(isinstance(days, int) and days > 0, f"{where}: Expiration.Days is a positive number of days")
-for p in problems:
-    print(f"  problem: {p}", file=sys.stderr)
-print(f"  {rules - len(problems)}/{rules} rules hold")
-sys.exit(1 if problems else 0)
-PY
-}
-
-check "S3 readers' policy and lifecycle example (deploy/iam-reader-policy.json, deploy/s3-lifecycle.json)" s3_extras
+check "S3 readers' policy and lifecycle example (deploy/iam-reader-policy.json, deploy/s3-lifecycle.json)" policy s3
 if check "promtool installed" ensure_promtool; then
     check "promtool check rules + test rules: deploy/monitoring (the PrometheusRule's groups, the dashboard's queries)" promtool_rules
 fi
-check "alert rules and Grafana dashboard shape (deploy/monitoring)" monitoring_shape
+check "alert rules and Grafana dashboard shape (deploy/monitoring)" policy monitoring
 
 echo
 for name in "${checked[@]}"; do echo "  ok     ${name}"; done
